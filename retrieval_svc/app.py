@@ -1,0 +1,176 @@
+"""Builds the service's parts from Settings and owns their lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval_svc.batching import DynamicBatcher
+from retrieval_svc.domain import ModelIdentity
+from retrieval_svc.ingest import Ingestor
+from retrieval_svc.pipeline import SearchPipeline
+from retrieval_svc.protocols import Encoder, Reranker
+from retrieval_svc.settings import Settings, default_encoder_model
+from retrieval_svc.store import Store
+from retrieval_svc.store.engine import IndexFactories
+from retrieval_svc.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+def index_factories(settings: Settings, dimension: int) -> IndexFactories:
+    from retrieval_svc.dense import configure_threads, load_vector_index, make_vector_index
+    from retrieval_svc.lexical import BM25Index, make_tokenizer
+
+    configure_threads(settings.dense.search_threads)
+    d, b = settings.dense, settings.bm25
+    tokenizer = make_tokenizer(b.tokenizer, stopwords=b.stopwords, stemmer=b.stemmer or None)
+    return IndexFactories(
+        new_dense=lambda: make_vector_index(
+            d.backend, d.kind, dimension, settings.encoder.device, **dict(d.params)
+        ),
+        new_lexical=lambda: BM25Index(tokenizer, k1=b.k1, b=b.b, epsilon=b.epsilon),
+        load_dense=lambda path: load_vector_index(path, backend=d.backend, device=settings.encoder.device),
+        load_lexical=lambda path: BM25Index.load(path, tokenizer),
+    )
+
+
+def load_encoder(settings: Settings) -> Encoder:
+    from retrieval_svc.models import SentenceTransformerEncoder
+
+    e = settings.encoder
+    return SentenceTransformerEncoder(
+        e.model or default_encoder_model(), device=e.device, max_seq_length=e.max_seq_length,
+        batch_size=e.batch_size,
+    )
+
+
+def load_reranker(settings: Settings) -> Reranker | None:
+    r = settings.reranker
+    if not r.model:
+        return None
+    from retrieval_svc.models import CrossEncoderReranker
+
+    return CrossEncoderReranker(
+        r.model, device=r.device, max_length=r.max_length, batch_size=r.batch_size,
+        max_passage_chars=r.max_passage_chars,
+    )
+
+
+@dataclass
+class Components:
+    settings: Settings
+    telemetry: Telemetry
+    encoder: Encoder
+    reranker: Reranker | None
+    store: Store
+    ingestor: Ingestor
+    pipeline: SearchPipeline
+    encoder_batcher: DynamicBatcher
+    rerank_batcher: DynamicBatcher | None
+    evaluations: object  # retrieval_svc.evaluation.service.EvaluationRunner
+
+    @property
+    def models(self) -> tuple[ModelIdentity, ...]:
+        return self.pipeline.models
+
+
+class App:
+    """Everything `serve` runs, minus the gRPC transport."""
+
+    def __init__(self, settings: Settings, *, encoder: Encoder | None = None,
+                 reranker: Reranker | None = None) -> None:
+        from chunkers import make_chunker
+        from retrieval_svc.evaluation.service import EvaluationRunner
+        from retrieval_svc.rerank import RerankStage
+
+        if settings.server.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.server.torch_threads)
+        self.settings = settings
+        self.telemetry = Telemetry()
+        self.encoder = encoder or load_encoder(settings)
+        self.reranker = reranker if reranker is not None else load_reranker(settings)
+        e = settings.encoder
+        self.encoder_batcher = DynamicBatcher(
+            lambda texts: list(self.encoder.encode(texts, is_query=True)),
+            max_batch_size=e.batch_size, max_wait_ms=e.max_wait_ms, name="encoder",
+            on_batch=self.telemetry.batch_size.labels("encoder").observe,
+        )
+        self.store = Store(Path(settings.store.path), index_factories(settings, self.encoder.dimension))
+        self.telemetry.add_index_collector(self.store.stats)
+        c = settings.chunker
+        chunker = make_chunker(c.name, window_tokens=c.window_tokens, overlap_tokens=c.overlap_tokens)
+        self.ingestor = Ingestor(self.store, chunker, self._embed_passages, settings.limits)
+        self.rerank_batcher = None
+        rerank_stage = None
+        if self.reranker is not None:
+            r = settings.reranker
+            self.rerank_batcher = DynamicBatcher(
+                lambda pairs: list(self.reranker.score_pairs(pairs)),
+                max_batch_size=r.batch_size, max_wait_ms=r.max_wait_ms, name="reranker",
+                on_batch=self.telemetry.batch_size.labels("reranker").observe,
+            )
+            rerank_stage = RerankStage(
+                self.reranker, max_candidates=r.max_candidates,
+                max_passage_chars=r.max_passage_chars, timeout_seconds=r.timeout_seconds,
+                batcher=self.rerank_batcher,
+            )
+        self.pipeline = SearchPipeline(
+            settings, self.store, self._embed_queries, self.encoder.identity, rerank_stage,
+            self.reranker.identity if self.reranker else None, self.telemetry,
+        )
+        self.evaluations = EvaluationRunner(self.pipeline, self.telemetry, settings)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _embed_queries(self, texts) -> np.ndarray:
+        return np.asarray(self.encoder_batcher.run(list(texts)), dtype=np.float32)
+
+    def _embed_passages(self, texts) -> np.ndarray:
+        prefix = self.settings.encoder.passage_prefix
+        return np.asarray(
+            self.encoder.encode([prefix + t for t in texts], is_query=False), dtype=np.float32
+        )
+
+    def start_background(self) -> None:
+        """Index snapshots and scheduled evaluations, off the request path."""
+        self._spawn("snapshots", self._snapshot_loop)
+        if self.settings.evaluation.query_sets and self.settings.evaluation.schedule_seconds > 0:
+            self._spawn("evaluations", self._evaluation_loop)
+
+    def _spawn(self, name: str, target) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _snapshot_loop(self) -> None:
+        interval = self.settings.store.snapshot_interval_seconds
+        while not self._stop.wait(min(interval, 5.0)):
+            try:
+                self.store.snapshot_if_due(interval)
+            except Exception:
+                log.exception("index snapshot failed; the ledger still has every chunk")
+
+    def _evaluation_loop(self) -> None:
+        interval = self.settings.evaluation.schedule_seconds
+        while not self._stop.is_set():
+            self.evaluations.run_configured()
+            if self._stop.wait(interval):
+                break
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.pipeline.close()
+        self.encoder_batcher.close()
+        if self.rerank_batcher is not None:
+            self.rerank_batcher.close()
+        self.store.close()
+        self.telemetry.close()

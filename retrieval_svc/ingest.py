@@ -1,0 +1,235 @@
+"""Ingestion: validate documents, chunk them, embed only new chunks, commit atomically.
+
+Chunk ids are content-derived (see chunkers/), so the diff between a document's
+stored chunks and its new ones is a set difference on ids: unchanged chunks keep
+their key and embedding, vanished ones are removed from every index, and only
+new ones are sent to the encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from retrieval_svc.domain import DEFAULT_NAMESPACE, Document, TextChunk
+from retrieval_svc.errors import InvalidArgument, NotFound, ResourceExhausted
+from retrieval_svc.protocols import Chunker
+from retrieval_svc.settings import LimitSettings
+from retrieval_svc.store import NewChunk, Store
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+MAX_DOC_ID_CHARS = 512
+
+
+def normalize_namespace(namespace: str) -> str:
+    namespace = namespace or DEFAULT_NAMESPACE
+    if not NAME_PATTERN.match(namespace):
+        raise InvalidArgument(
+            f"namespace {namespace[:140]!r} is invalid: use 1..128 characters of [A-Za-z0-9_.-]"
+        )
+    return namespace
+
+
+def content_hash(doc: Document) -> str:
+    """sha256 over everything that makes a document 'changed' (text, title, metadata, uri)."""
+    h = hashlib.sha256()
+    for part in (doc.text, doc.title, doc.source_uri):
+        h.update(part.encode("utf-8"))
+        h.update(b"\x1f")
+    for key in sorted(doc.metadata):
+        h.update(f"{key}\x1e{doc.metadata[key]}\x1f".encode("utf-8"))
+    return h.hexdigest()
+
+
+def validate_document(doc: Document, limits: LimitSettings, where: str) -> Document:
+    """Return the document with its namespace normalised, or raise InvalidArgument."""
+    namespace = normalize_namespace(doc.namespace)
+    if not doc.doc_id:
+        raise InvalidArgument(f"{where}: doc_id is required")
+    if len(doc.doc_id) > MAX_DOC_ID_CHARS:
+        raise InvalidArgument(f"{where}: doc_id is longer than {MAX_DOC_ID_CHARS} characters")
+    if not doc.text or not doc.text.strip():
+        raise InvalidArgument(f"{where} (doc_id {doc.doc_id!r}): text is required and must not be blank")
+    if len(doc.text) > limits.max_document_chars:
+        raise InvalidArgument(
+            f"{where} (doc_id {doc.doc_id!r}): text has {len(doc.text)} characters, over the "
+            f"limit of {limits.max_document_chars} (limits.max_document_chars); split the document"
+        )
+    for key in doc.metadata:
+        if not NAME_PATTERN.match(key):
+            raise InvalidArgument(
+                f"{where} (doc_id {doc.doc_id!r}): metadata key {key[:140]!r} is invalid: "
+                "use 1..128 characters of [A-Za-z0-9_.-]"
+            )
+    if doc.source_updated_at is not None and doc.source_updated_at <= 0:
+        raise InvalidArgument(f"{where} (doc_id {doc.doc_id!r}): source_updated_at must be after 1970")
+    if namespace == doc.namespace:
+        return doc
+    return Document(namespace, doc.doc_id, doc.text, doc.title, dict(doc.metadata),
+                    doc.source_updated_at, doc.source_uri)
+
+
+@dataclass
+class IngestSummary:
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_unchanged: int = 0
+    chunks_added: int = 0
+    chunks_unchanged: int = 0
+    chunks_removed: int = 0
+    chunks_embedded: int = 0
+    index_generation: int = 0
+    # namespace -> lags (first_indexed_at - source_updated_at) of new chunks, for metrics
+    new_chunk_lags: dict[str, list[float]] = field(default_factory=dict)
+
+    def merge(self, other: "IngestSummary") -> None:
+        for name in ("documents_added", "documents_updated", "documents_unchanged", "chunks_added",
+                     "chunks_unchanged", "chunks_removed", "chunks_embedded"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.index_generation = max(self.index_generation, other.index_generation)
+        for ns, lags in other.new_chunk_lags.items():
+            self.new_chunk_lags.setdefault(ns, []).extend(lags)
+
+
+@dataclass(frozen=True)
+class DeleteSummary:
+    documents_deleted: int
+    chunks_removed: int
+    not_found: tuple[str, ...]
+    index_generation: int
+
+
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+
+class Ingestor:
+    def __init__(self, store: Store, chunker: Chunker, embed_passages: EmbedFn,
+                 limits: LimitSettings) -> None:
+        self.store = store
+        self.chunker = chunker
+        self.embed_passages = embed_passages
+        self.limits = limits
+
+    def ingest(self, documents: Sequence[Document], first_index: int = 0) -> IngestSummary:
+        """Validate, chunk, embed and commit one batch atomically (all or nothing).
+
+        `first_index` is the position of documents[0] in the caller's stream, for
+        error messages. A doc_id repeated within the batch: the last one wins.
+        """
+        if len(documents) > self.limits.max_batch_documents:
+            raise ResourceExhausted(
+                f"batch has {len(documents)} documents, over limits.max_batch_documents="
+                f"{self.limits.max_batch_documents}; send smaller batches"
+            )
+        valid = [validate_document(d, self.limits, f"document {first_index + i}")
+                 for i, d in enumerate(documents)]
+        latest = {(d.namespace, d.doc_id): d for d in valid}
+        plans = [self._plan(doc) for doc in latest.values()]
+        pending = [c for plan in plans for c in plan.to_embed(set())]
+        vectors = self._embed([c.text for c in pending])
+        embedded = {c.chunk_id: v for c, v in zip(pending, vectors)}
+        summary = IngestSummary(chunks_embedded=len(pending))
+        now = time.time()
+        with self.store.commit() as commit:
+            for plan in plans:
+                # Re-read under the write lock: another stream may have changed the document.
+                existing = self.store.ledger.doc_chunk_ids(plan.doc.namespace, plan.doc.doc_id)
+                missing = [c for c in plan.chunks if c.chunk_id not in existing
+                           and c.chunk_id not in embedded]
+                if missing:
+                    for c, v in zip(missing, self._embed([c.text for c in missing])):
+                        embedded[c.chunk_id] = v
+                    summary.chunks_embedded += len(missing)
+                self._commit_document(commit, plan, existing, embedded, now, summary)
+        summary.index_generation = self.store.generation
+        return summary
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return self.embed_passages(texts)
+
+    def _plan(self, doc: Document) -> "_Plan":
+        chunks = self.chunker.split(f"{doc.namespace}\x1f{doc.doc_id}", doc.text)
+        stored = self.store.ledger.document(doc.namespace, doc.doc_id)
+        existing = self.store.ledger.doc_chunk_ids(doc.namespace, doc.doc_id) if stored else {}
+        return _Plan(doc, content_hash(doc), chunks, existing, stored is not None)
+
+    def _commit_document(self, commit, plan: "_Plan", existing: dict[str, int],
+                         embedded: dict[str, np.ndarray], now: float,
+                         summary: IngestSummary) -> None:
+        doc = plan.doc
+        tx = commit.tx
+        stored = self.store.ledger.document(doc.namespace, doc.doc_id)
+        source_time = doc.source_updated_at if doc.source_updated_at is not None else now
+        tx.ensure_namespace(doc.namespace, now)
+        if stored is None:
+            summary.documents_added += 1
+        elif stored.content_hash == plan.content_hash:
+            summary.documents_unchanged += 1
+        else:
+            summary.documents_updated += 1
+        new_ids = {c.chunk_id for c in plan.chunks}
+        removed = [key for chunk_id, key in existing.items() if chunk_id not in new_ids]
+        kept = [c for c in plan.chunks if c.chunk_id in existing]
+        added = [c for c in plan.chunks if c.chunk_id not in existing]
+        tx.delete_chunks(removed)
+        tx.refresh_chunks(
+            [(existing[c.chunk_id], c.ordinal, c.start_char, c.end_char) for c in kept],
+            source_time, now,
+        )
+        new_rows = [NewChunk(c.chunk_id, c.ordinal, c.text, c.start_char, c.end_char,
+                             c.token_count, embedded[c.chunk_id]) for c in added]
+        keys = tx.insert_chunks(doc.namespace, doc.doc_id, new_rows, source_time, now)
+        first_indexed = stored.first_indexed_at if stored else now
+        tx.upsert_document(doc, source_time, plan.content_hash, first_indexed, now)
+        change = commit.change(doc.namespace)
+        change.removed.extend(removed)
+        change.added_keys.extend(keys)
+        change.added_texts.extend(r.text for r in new_rows)
+        change.added_vectors.extend(r.embedding for r in new_rows)
+        summary.chunks_added += len(added)
+        summary.chunks_unchanged += len(kept)
+        summary.chunks_removed += len(removed)
+        if added:
+            summary.new_chunk_lags.setdefault(doc.namespace, []).extend(
+                [max(0.0, now - source_time)] * len(added))
+
+    def delete(self, namespace: str, doc_ids: Sequence[str]) -> DeleteSummary:
+        namespace = normalize_namespace(namespace)
+        if not doc_ids:
+            raise InvalidArgument("doc_ids is empty: name at least one document to delete")
+        if any(not d for d in doc_ids):
+            raise InvalidArgument("doc_ids contains an empty doc_id")
+        if not self.store.has_namespace(namespace):
+            raise NotFound(f"namespace {namespace!r} does not exist")
+        deleted, removed_count, not_found = 0, 0, []
+        with self.store.commit() as commit:
+            for doc_id in dict.fromkeys(doc_ids):
+                if self.store.ledger.document(namespace, doc_id) is None:
+                    not_found.append(doc_id)
+                    continue
+                keys = list(self.store.ledger.doc_chunk_ids(namespace, doc_id).values())
+                commit.tx.delete_chunks(keys)
+                commit.tx.delete_document(namespace, doc_id)
+                commit.change(namespace).removed.extend(keys)
+                deleted += 1
+                removed_count += len(keys)
+        return DeleteSummary(deleted, removed_count, tuple(not_found), self.store.generation)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    doc: Document
+    content_hash: str
+    chunks: list[TextChunk]
+    existing: dict[str, int]
+    stored: bool
+
+    def to_embed(self, already: set[str]) -> list[TextChunk]:
+        return [c for c in self.chunks if c.chunk_id not in self.existing and c.chunk_id not in already]

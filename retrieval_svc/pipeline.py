@@ -1,0 +1,376 @@
+"""The search pipeline: encode -> dense and BM25 candidates -> fuse -> rerank -> hits.
+
+Every stage is timed under the names Prometheus uses (encode, dense, bm25, fuse,
+rerank, hydrate, total). Per-call `None` options mean "use the configured default".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from retrieval_svc.domain import (
+    DEFAULT_NAMESPACE, Candidate, Chunk, FusedCandidate, ModelIdentity, SearchMode, StageScore,
+)
+from retrieval_svc.errors import FailedPrecondition, InvalidArgument, NotFound
+from retrieval_svc.fusion import make_fuser
+from retrieval_svc.ingest import NAME_PATTERN, normalize_namespace
+from retrieval_svc.rerank import RerankStage
+from retrieval_svc.settings import Settings
+from retrieval_svc.store import Store
+from retrieval_svc.telemetry import Telemetry
+
+FUSION_METHODS = ("rrf", "minmax", "zscore")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """A search as a caller asks for it; None means the configured default."""
+
+    query: str
+    namespace: str = ""
+    k: int | None = None
+    mode: SearchMode | None = None
+    rerank: bool | None = None
+    dense_candidates: int | None = None
+    bm25_candidates: int | None = None
+    rerank_top_n: int | None = None
+    fusion: str | None = None
+    rrf_k: float | None = None
+    dense_weight: float | None = None
+    bm25_weight: float | None = None
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    max_age_seconds: float | None = None
+    recency_half_life_seconds: float | None = None
+    recency_weight: float = 0.0
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ResolvedSearch:
+    query: str
+    namespace: str
+    k: int
+    mode: SearchMode
+    rerank: bool
+    dense_candidates: int
+    bm25_candidates: int
+    rerank_top_n: int
+    fusion: str
+    rrf_k: float
+    weights: Mapping[str, float]
+    filters: tuple[tuple[str, tuple[str, ...]], ...]
+    max_age_seconds: float | None
+    recency_half_life_seconds: float | None
+    recency_weight: float
+    request_id: str
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk: Chunk
+    title: str
+    metadata: Mapping[str, str]
+    source_uri: str
+    score: float
+    rank: int
+    dense: StageScore | None
+    bm25: StageScore | None
+    fused: StageScore | None
+    rerank: StageScore | None
+    staleness_seconds: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    request_id: str
+    hits: list[SearchHit]
+    mode: SearchMode
+    fusion: str
+    reranked: bool
+    rerank_fallback: bool
+    rerank_fallback_reason: str
+    timings: dict[str, float]
+    models: tuple[ModelIdentity, ...]
+    index_generation: int
+
+
+@dataclass
+class _Work:
+    """One query's state as it moves through the stages."""
+
+    q: ResolvedSearch
+    timings: dict[str, float] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+    dense: list[Candidate] = field(default_factory=list)
+    bm25: list[Candidate] = field(default_factory=list)
+    fused: list[FusedCandidate] = field(default_factory=list)
+    chunks: dict[int, Chunk] = field(default_factory=dict)
+    docs: dict[str, tuple] = field(default_factory=dict)
+    generation: int = 0
+    order: list[tuple[int, float]] = field(default_factory=list)
+    rerank_scores: dict[int, StageScore] = field(default_factory=dict)
+    fallback_reason: str = ""
+
+
+class SearchPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        embed_queries: Callable[[Sequence[str]], np.ndarray],
+        encoder_identity: ModelIdentity,
+        rerank_stage: RerankStage | None = None,
+        reranker_identity: ModelIdentity | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.embed_queries = embed_queries
+        self.rerank_stage = rerank_stage
+        self.models = tuple(m for m in (encoder_identity, reranker_identity) if m is not None)
+        self.telemetry = telemetry
+        self._rerank_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rerank")
+
+    def close(self) -> None:
+        self._rerank_pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- option resolution ----------------------------------------------------
+
+    def resolve(self, o: SearchOptions, where: str = "") -> ResolvedSearch:
+        """Apply defaults and validate; raises InvalidArgument / FailedPrecondition."""
+        s, lim = self.settings.search, self.settings.limits
+        at = f"{where}: " if where else ""
+        query = o.query
+        if not query or not query.strip():
+            raise InvalidArgument(f"{at}query is empty")
+        if len(query) > lim.max_query_chars:
+            raise InvalidArgument(
+                f"{at}query has {len(query)} characters, over limits.max_query_chars={lim.max_query_chars}"
+            )
+        try:
+            namespace = normalize_namespace(o.namespace)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{at}{exc}") from None
+        k = lim.default_k if o.k is None else o.k
+        if not 1 <= k <= lim.max_k:
+            raise InvalidArgument(f"{at}k must be in 1..{lim.max_k} (limits.max_k), got {k}")
+        mode = o.mode or SearchMode(s.default_mode)
+
+        def depth(name: str, value: int | None, default: int) -> int:
+            value = default if value is None else value
+            if not 1 <= value <= lim.max_candidates:
+                raise InvalidArgument(
+                    f"{at}{name} must be in 1..{lim.max_candidates} (limits.max_candidates), got {value}"
+                )
+            return value
+
+        dense_candidates = depth("dense_candidates", o.dense_candidates, max(s.dense_candidates, k))
+        bm25_candidates = depth("bm25_candidates", o.bm25_candidates, max(s.bm25_candidates, k))
+        rerank_top_n = depth("rerank_top_n", o.rerank_top_n, s.rerank_top_n)
+        fusion = o.fusion or s.fusion
+        if fusion not in FUSION_METHODS:
+            raise InvalidArgument(f"{at}fusion {fusion!r} is not one of {', '.join(FUSION_METHODS)}")
+        rrf_k = s.rrf_k if o.rrf_k is None else o.rrf_k
+        if not rrf_k > 0 or not math.isfinite(rrf_k):
+            raise InvalidArgument(f"{at}rrf_k must be > 0, got {rrf_k}")
+        weights = {
+            "dense": s.dense_weight if o.dense_weight is None else o.dense_weight,
+            "bm25": s.bm25_weight if o.bm25_weight is None else o.bm25_weight,
+        }
+        for name, w in weights.items():
+            if not w >= 0 or not math.isfinite(w):
+                raise InvalidArgument(f"{at}{name}_weight must be >= 0, got {w}")
+        filters = []
+        for i, (key, values) in enumerate(o.filters):
+            if not NAME_PATTERN.match(key or ""):
+                raise InvalidArgument(
+                    f"{at}filters[{i}].key {key[:140]!r} is invalid: use 1..128 characters of [A-Za-z0-9_.-]"
+                )
+            if not values:
+                raise InvalidArgument(f"{at}filters[{i}] (key {key!r}) has no values in any_of")
+            filters.append((key, tuple(values)))
+        if o.max_age_seconds is not None and not (o.max_age_seconds >= 0 and math.isfinite(o.max_age_seconds)):
+            raise InvalidArgument(f"{at}max_age_seconds must be >= 0, got {o.max_age_seconds}")
+        max_age = o.max_age_seconds or None
+        weight = o.recency_weight
+        half_life = o.recency_half_life_seconds
+        if weight:
+            if not 0 <= weight <= 1:
+                raise InvalidArgument(f"{at}recency.weight must be in [0, 1], got {weight}")
+            if half_life is None or not half_life > 0:
+                raise InvalidArgument(f"{at}recency.half_life_seconds must be > 0, got {half_life}")
+        rerank = s.rerank if o.rerank is None else o.rerank
+        if rerank and self.rerank_stage is None:
+            if o.rerank:
+                raise FailedPrecondition(
+                    f"{at}re-ranking was requested but no reranker is configured (reranker.model)"
+                )
+            rerank = False
+        return ResolvedSearch(
+            query, namespace, k, mode, rerank, dense_candidates, bm25_candidates, rerank_top_n,
+            fusion, rrf_k, weights, tuple(filters), max_age, half_life, weight,
+            o.request_id or uuid.uuid4().hex,
+        )
+
+    # --- search ---------------------------------------------------------------
+
+    def search(self, options: SearchOptions) -> SearchResult:
+        return self.search_many([options])[0]
+
+    def search_many(self, options: Sequence[SearchOptions]) -> list[SearchResult]:
+        """Search a batch: one encoder call for all queries, re-rankings in parallel
+        (so the re-ranker's dynamic batcher sees them together)."""
+        started = time.perf_counter()
+        many = len(options) > 1
+        work = [_Work(self.resolve(o, f"queries[{i}]" if many else "")) for i, o in enumerate(options)]
+        for w in work:
+            if w.q.namespace != DEFAULT_NAMESPACE and not self.store.has_namespace(w.q.namespace):
+                raise NotFound(f"namespace {w.q.namespace!r} does not exist")
+        self._encode([w for w in work if w.q.mode != SearchMode.BM25])
+        for w in work:
+            self._retrieve(w)
+        reranking = [w for w in work if w.q.rerank and w.fused]
+        if len(reranking) > 1:
+            list(self._rerank_pool.map(self._rerank, reranking))
+        else:
+            for w in reranking:
+                self._rerank(w)
+        total = time.perf_counter() - started
+        results = []
+        for w in work:
+            w.timings["total"] = total if many else time.perf_counter() - started
+            results.append(self._result(w))
+        return results
+
+    def _encode(self, work: list[_Work]) -> None:
+        if not work:
+            return
+        t = time.perf_counter()
+        prefix = self.settings.encoder.query_prefix
+        vectors = self.embed_queries([prefix + w.q.query for w in work])
+        elapsed = time.perf_counter() - t
+        for w, v in zip(work, vectors):
+            w.vector = v
+            w.timings["encode"] = elapsed
+
+    def _retrieve(self, w: _Work) -> None:
+        q = w.q
+        now = time.time()
+        with self.store.reader() as indexes:
+            w.generation = self.store.generation
+            pair = indexes.get(q.namespace)
+            if pair is None:
+                return
+            allowed = None
+            if q.filters or q.max_age_seconds:
+                min_time = now - q.max_age_seconds if q.max_age_seconds else None
+                allowed = self.store.ledger.allowed_keys(q.namespace, q.filters, min_time)
+            if q.mode != SearchMode.BM25:
+                t = time.perf_counter()
+                w.dense = pair.dense.search(w.vector[None, :], q.dense_candidates, allowed)[0]
+                w.timings["dense"] = time.perf_counter() - t
+            if q.mode != SearchMode.DENSE:
+                t = time.perf_counter()
+                w.bm25 = pair.lexical.search(q.query, q.bm25_candidates, allowed)
+                w.timings["bm25"] = time.perf_counter() - t
+            t = time.perf_counter()
+            w.fused = self._fuse(w)
+            w.timings["fuse"] = time.perf_counter() - t
+            t = time.perf_counter()
+            keys = [c.key for c in w.fused]
+            w.chunks = self.store.ledger.chunks_by_key(keys)
+            w.docs = self.store.ledger.documents_meta(
+                q.namespace, [c.doc_id for c in w.chunks.values()]
+            )
+            w.timings["hydrate"] = time.perf_counter() - t
+        w.fused = [c for c in w.fused if c.key in w.chunks]
+        if q.recency_weight:
+            w.fused = _decay(w.fused, w.chunks, now, q.recency_half_life_seconds, q.recency_weight)
+        w.order = [(c.key, c.score) for c in w.fused]
+
+    def _fuse(self, w: _Work) -> list[FusedCandidate]:
+        q = w.q
+        if q.mode == SearchMode.DENSE:
+            return _single("dense", w.dense)
+        if q.mode == SearchMode.BM25:
+            return _single("bm25", w.bm25)
+        fuser = make_fuser(q.fusion, rrf_k=q.rrf_k)
+        return fuser.fuse({"dense": w.dense, "bm25": w.bm25}, q.weights)
+
+    def _rerank(self, w: _Work) -> None:
+        t = time.perf_counter()
+        texts = {key: chunk.text for key, chunk in w.chunks.items()}
+        outcome = self.rerank_stage.rerank(w.q.query, w.fused, texts, w.q.rerank_top_n)
+        w.timings["rerank"] = time.perf_counter() - t
+        if outcome.fallback:
+            w.fallback_reason = outcome.reason
+            if self.telemetry:
+                self.telemetry.rerank_fallbacks.labels(outcome.reason).inc()
+            return
+        w.order = list(outcome.order)
+        reranked = outcome.order[: outcome.reranked_count]
+        w.rerank_scores = {key: StageScore(i + 1, score) for i, (key, score) in enumerate(reranked)}
+
+    def _result(self, w: _Work) -> SearchResult:
+        q = w.q
+        now = time.time()
+        fused_by_key = {c.key: (i + 1, c) for i, c in enumerate(w.fused)}
+        hits = []
+        for rank, (key, score) in enumerate(w.order[: q.k], start=1):
+            chunk = w.chunks[key]
+            fused_rank, fused = fused_by_key[key]
+            title, metadata, uri = w.docs.get(chunk.doc_id, ("", {}, ""))
+            hits.append(
+                SearchHit(
+                    chunk=chunk, title=title, metadata=metadata, source_uri=uri,
+                    score=float(score), rank=rank,
+                    dense=fused.sources.get("dense"), bm25=fused.sources.get("bm25"),
+                    fused=StageScore(fused_rank, fused.score) if q.mode == SearchMode.HYBRID else None,
+                    rerank=w.rerank_scores.get(key),
+                    staleness_seconds=max(0.0, now - chunk.source_updated_at),
+                )
+            )
+        if self.telemetry:
+            self.telemetry.observe_stages(q.mode.value, w.timings)
+            self.telemetry.observe_served(q.namespace, [h.staleness_seconds for h in hits])
+        return SearchResult(
+            request_id=q.request_id, hits=hits, mode=q.mode, fusion=q.fusion,
+            reranked=bool(w.rerank_scores), rerank_fallback=bool(w.fallback_reason),
+            rerank_fallback_reason=w.fallback_reason, timings=w.timings, models=self.models,
+            index_generation=w.generation,
+        )
+
+
+def _single(name: str, candidates: Sequence[Candidate]) -> list[FusedCandidate]:
+    return [
+        FusedCandidate(c.key, c.score, {name: StageScore(i + 1, c.score)})
+        for i, c in enumerate(candidates)
+    ]
+
+
+def _decay(
+    fused: list[FusedCandidate], chunks: Mapping[int, Chunk], now: float,
+    half_life: float, weight: float,
+) -> list[FusedCandidate]:
+    """score * ((1 - weight) + weight * 0.5 ** (age / half_life)), then re-sorted.
+
+    Scores are shifted to be non-negative first (z-score and raw dense scores can
+    be negative), so a decay always lowers an older chunk's standing."""
+    if not fused:
+        return fused
+    floor = min(c.score for c in fused)
+    shift = -floor if floor < 0 else 0.0
+    decayed = []
+    for c in fused:
+        age = max(0.0, now - chunks[c.key].source_updated_at)
+        factor = (1.0 - weight) + weight * 0.5 ** (age / half_life)
+        decayed.append(FusedCandidate(c.key, (c.score + shift) * factor, c.sources))
+    decayed.sort(key=lambda c: (-c.score, c.key))
+    return decayed

@@ -1,0 +1,422 @@
+"""The gRPC transport: translates protobuf <-> domain objects and errors <-> status codes.
+
+Nothing here decides retrieval behaviour; it calls App's ingestor, pipeline and
+evaluation runner. Requests are deserialised leniently so that a malformed
+message (for example a string field holding invalid UTF-8) gets
+INVALID_ARGUMENT with an explanation instead of grpc's generic INTERNAL.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from concurrent import futures
+from typing import Any, Callable, Iterable, Iterator
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from retrieval_svc import __version__
+from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
+from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
+from retrieval_svc.app import App
+from retrieval_svc.domain import Document, SearchMode
+from retrieval_svc.errors import InvalidArgument, NotFound, RetrievalError
+from retrieval_svc.ingest import IngestSummary, normalize_namespace
+from retrieval_svc.pipeline import SearchOptions, SearchResult
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_SERVICE = "retrieval.v1.RetrievalService"
+EVALUATION_SERVICE = "retrieval.v1.EvaluationService"
+
+_MODES = {
+    pb.SEARCH_MODE_UNSPECIFIED: None,
+    pb.SEARCH_MODE_DENSE: SearchMode.DENSE,
+    pb.SEARCH_MODE_BM25: SearchMode.BM25,
+    pb.SEARCH_MODE_HYBRID: SearchMode.HYBRID,
+}
+_MODE_PB = {v: k for k, v in _MODES.items() if v is not None}
+_FUSIONS = {
+    pb.FUSION_METHOD_UNSPECIFIED: None,
+    pb.FUSION_METHOD_RRF: "rrf",
+    pb.FUSION_METHOD_MINMAX: "minmax",
+    pb.FUSION_METHOD_ZSCORE: "zscore",
+}
+_FUSION_PB = {v: k for k, v in _FUSIONS.items() if v is not None}
+
+
+class _Undecodable:
+    """Stands in for a request message that failed to parse."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except (DecodeError, UnicodeDecodeError, ValueError) as exc:
+            return _Undecodable(str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+def _check_decoded(request: Any, what: str = "request") -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(
+            f"{what} could not be parsed ({request.error}); string fields must be valid UTF-8"
+        )
+
+
+# --- conversions ---------------------------------------------------------------
+
+
+def _seconds(ts) -> float | None:
+    return ts.ToNanoseconds() / 1e9 if ts.seconds or ts.nanos else None
+
+
+def _stamp(target, seconds: float | None) -> None:
+    if seconds is not None:
+        target.FromNanoseconds(int(round(seconds * 1e9)))
+
+
+def document_from_pb(d: pb.Document) -> Document:
+    return Document(
+        namespace=d.namespace, doc_id=d.doc_id, text=d.text, title=d.title,
+        metadata=dict(d.metadata),
+        source_updated_at=_seconds(d.source_updated_at) if d.HasField("source_updated_at") else None,
+        source_uri=d.source_uri,
+    )
+
+
+def options_from_pb(r: pb.SearchRequest) -> SearchOptions:
+    if r.k < 0:
+        raise InvalidArgument(f"k must be >= 0 (0 = default_k), got {r.k}")
+    for field, value in (("dense_candidates", r.dense_candidates),
+                         ("bm25_candidates", r.bm25_candidates), ("rerank_top_n", r.rerank_top_n)):
+        if value < 0:
+            raise InvalidArgument(f"{field} must be >= 0 (0 = configured), got {value}")
+    if r.mode not in _MODES:
+        raise InvalidArgument(f"mode {r.mode} is not a known SearchMode")
+    if r.fusion not in _FUSIONS:
+        raise InvalidArgument(f"fusion {r.fusion} is not a known FusionMethod")
+    recency = r.recency if r.HasField("recency") else None
+    return SearchOptions(
+        query=r.query, namespace=r.namespace, k=r.k or None, mode=_MODES[r.mode],
+        rerank=r.rerank if r.HasField("rerank") else None,
+        dense_candidates=r.dense_candidates or None, bm25_candidates=r.bm25_candidates or None,
+        rerank_top_n=r.rerank_top_n or None, fusion=_FUSIONS[r.fusion],
+        rrf_k=r.rrf_k if r.HasField("rrf_k") else None,
+        dense_weight=r.dense_weight if r.HasField("dense_weight") else None,
+        bm25_weight=r.bm25_weight if r.HasField("bm25_weight") else None,
+        filters=tuple((f.key, tuple(f.any_of)) for f in r.filters),
+        max_age_seconds=r.max_age_seconds if r.max_age_seconds else None,
+        recency_half_life_seconds=recency.half_life_seconds if recency else None,
+        recency_weight=recency.weight if recency else 0.0,
+        request_id=r.request_id,
+    )
+
+
+def _chunk_pb(c, out: pb.Chunk | None = None) -> pb.Chunk:
+    out = out or pb.Chunk()
+    out.chunk_id, out.namespace, out.doc_id, out.ordinal = c.chunk_id, c.namespace, c.doc_id, c.ordinal
+    out.text, out.start_char, out.end_char, out.token_count = c.text, c.start_char, c.end_char, c.token_count
+    _stamp(out.source_updated_at, c.source_updated_at)
+    _stamp(out.first_indexed_at, c.first_indexed_at)
+    _stamp(out.last_verified_at, c.last_verified_at)
+    return out
+
+
+def _model_pb(m) -> pb.ModelIdentity:
+    return pb.ModelIdentity(role=m.role, name=m.name, revision=m.revision, dimension=m.dimension,
+                            device=m.device)
+
+
+def result_to_pb(r: SearchResult) -> pb.SearchResponse:
+    resp = pb.SearchResponse(
+        request_id=r.request_id, mode=_MODE_PB[r.mode], fusion=_FUSION_PB.get(r.fusion, 0),
+        reranked=r.reranked, rerank_fallback=r.rerank_fallback,
+        rerank_fallback_reason=r.rerank_fallback_reason, index_generation=r.index_generation,
+        models=[_model_pb(m) for m in r.models],
+        timings=[pb.StageTiming(stage=s, seconds=v) for s, v in r.timings.items()],
+    )
+    for h in r.hits:
+        c = h.chunk
+        hit = resp.hits.add(
+            chunk_id=c.chunk_id, doc_id=c.doc_id, namespace=c.namespace, title=h.title,
+            text=c.text, start_char=c.start_char, end_char=c.end_char, ordinal=c.ordinal,
+            score=h.score, rank=h.rank, metadata=h.metadata, source_uri=h.source_uri,
+            staleness_seconds=h.staleness_seconds,
+        )
+        _stamp(hit.source_updated_at, c.source_updated_at)
+        _stamp(hit.first_indexed_at, c.first_indexed_at)
+        _stamp(hit.last_verified_at, c.last_verified_at)
+        for name in ("dense", "bm25", "fused", "rerank"):
+            stage = getattr(h, name)
+            if stage is not None:
+                getattr(hit, name).CopyFrom(pb.StageScore(rank=stage.rank, score=stage.score))
+    return resp
+
+
+def summary_to_pb(s: IngestSummary) -> pb.IngestSummary:
+    return pb.IngestSummary(
+        documents_added=s.documents_added, documents_updated=s.documents_updated,
+        documents_unchanged=s.documents_unchanged, chunks_added=s.chunks_added,
+        chunks_unchanged=s.chunks_unchanged, chunks_removed=s.chunks_removed,
+        chunks_embedded=s.chunks_embedded, index_generation=s.index_generation,
+    )
+
+
+# --- servicers -----------------------------------------------------------------
+
+
+def _rpc(name: str):
+    """Count, time and map errors of one RPC method."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def handler(self, request, context):
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                return method(self, request, context)
+            except RetrievalError as exc:
+                code = exc.code
+                context.abort(getattr(grpc.StatusCode, code), str(exc))
+            except grpc.RpcError:
+                code = context.code().name if context.code() else "CANCELLED"
+                raise
+            except Exception as exc:  # never crash the server; say what failed
+                if not context.is_active():
+                    code = "CANCELLED"
+                    raise
+                code = "INTERNAL"
+                log.exception("%s failed", name)
+                context.abort(grpc.StatusCode.INTERNAL, f"{name} failed: {type(exc).__name__}: {exc}")
+            finally:
+                telemetry = self.app.telemetry
+                telemetry.requests.labels(name, code).inc()
+                telemetry.request_duration.labels(name).observe(time.perf_counter() - started)
+
+        return handler
+
+    return wrap
+
+
+class RetrievalServicer:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def _ingest_batch(self, docs: Iterable[pb.Document], first_index: int) -> IngestSummary:
+        summary = self.app.ingestor.ingest([document_from_pb(d) for d in docs], first_index)
+        for ns, lags in summary.new_chunk_lags.items():
+            self.app.telemetry.observe_ingest(ns, 0, lags)
+        if summary.chunks_embedded:
+            ns = next(iter(summary.new_chunk_lags), "default")
+            self.app.telemetry.chunks_embedded.labels(ns).inc(summary.chunks_embedded)
+        return summary
+
+    @_rpc("Ingest")
+    def Ingest(self, requests: Iterator, context) -> pb.IngestSummary:
+        total = IngestSummary(index_generation=self.app.store.generation)
+        seen = 0
+        for i, request in enumerate(requests):
+            try:
+                _check_decoded(request, f"stream message {i}")
+                total.merge(self._ingest_batch(request.documents, seen))
+            except RetrievalError as exc:
+                exc.args = (
+                    f"{exc}; {seen} documents of this stream before it were committed "
+                    f"({total.documents_added} added, {total.documents_updated} updated, "
+                    f"{total.documents_unchanged} unchanged)",
+                )
+                raise
+            seen += len(request.documents)
+        return summary_to_pb(total)
+
+    @_rpc("IngestBatch")
+    def IngestBatch(self, request, context) -> pb.IngestSummary:
+        _check_decoded(request)
+        return summary_to_pb(self._ingest_batch(request.documents, 0))
+
+    @_rpc("DeleteDocuments")
+    def DeleteDocuments(self, request, context) -> pb.DeleteDocumentsResponse:
+        _check_decoded(request)
+        s = self.app.ingestor.delete(request.namespace, list(request.doc_ids))
+        return pb.DeleteDocumentsResponse(
+            documents_deleted=s.documents_deleted, chunks_removed=s.chunks_removed,
+            not_found=s.not_found, index_generation=s.index_generation,
+        )
+
+    @_rpc("Search")
+    def Search(self, request, context) -> pb.SearchResponse:
+        _check_decoded(request)
+        return result_to_pb(self.app.pipeline.search(options_from_pb(request)))
+
+    @_rpc("BatchSearch")
+    def BatchSearch(self, request, context) -> pb.BatchSearchResponse:
+        _check_decoded(request)
+        limit = self.app.settings.limits.max_batch_queries
+        if len(request.queries) > limit:
+            from retrieval_svc.errors import ResourceExhausted
+
+            raise ResourceExhausted(
+                f"batch has {len(request.queries)} queries, over limits.max_batch_queries={limit}"
+            )
+        if not request.queries:
+            raise InvalidArgument("queries is empty")
+        options = []
+        for i, q in enumerate(request.queries):
+            try:
+                options.append(options_from_pb(q))
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"queries[{i}]: {exc}") from None
+        results = self.app.pipeline.search_many(options)
+        return pb.BatchSearchResponse(results=[result_to_pb(r) for r in results])
+
+    @_rpc("GetChunk")
+    def GetChunk(self, request, context) -> pb.Chunk:
+        _check_decoded(request)
+        if not request.chunk_id:
+            raise InvalidArgument("chunk_id is required")
+        chunk = self.app.store.ledger.chunk(request.chunk_id)
+        if chunk is None:
+            raise NotFound(f"chunk {request.chunk_id!r} does not exist")
+        return _chunk_pb(chunk)
+
+    @_rpc("GetDocument")
+    def GetDocument(self, request, context) -> pb.GetDocumentResponse:
+        _check_decoded(request)
+        if not request.doc_id:
+            raise InvalidArgument("doc_id is required")
+        namespace = normalize_namespace(request.namespace)
+        ledger = self.app.store.ledger
+        if not self.app.store.has_namespace(namespace):
+            raise NotFound(f"namespace {namespace!r} does not exist")
+        stored = ledger.document(namespace, request.doc_id)
+        if stored is None:
+            raise NotFound(f"document {request.doc_id!r} does not exist in namespace {namespace!r}")
+        d = stored.document
+        doc = pb.Document(namespace=d.namespace, doc_id=d.doc_id, title=d.title, text=d.text,
+                          metadata=d.metadata, source_uri=d.source_uri)
+        _stamp(doc.source_updated_at, d.source_updated_at)
+        chunks = ledger.doc_chunks(namespace, request.doc_id)
+        resp = pb.GetDocumentResponse(document=doc, chunk_count=len(chunks),
+                                      content_hash=stored.content_hash)
+        _stamp(resp.first_indexed_at, stored.first_indexed_at)
+        _stamp(resp.last_verified_at, stored.last_verified_at)
+        if request.include_chunks:
+            for c in chunks:
+                _chunk_pb(c, resp.chunks.add())
+        return resp
+
+    @_rpc("Info")
+    def Info(self, request, context) -> pb.InfoResponse:
+        now = time.time()
+        d = self.app.settings.dense
+        resp = pb.InfoResponse(
+            version=__version__, index_generation=self.app.store.generation,
+            models=[_model_pb(m) for m in self.app.pipeline.models],
+            dense_index=f"{d.kind}/{type(self._any_dense()).__name__ if self._any_dense() else d.backend}",
+            config_json=self.app.settings.to_json(),
+        )
+        for s in self.app.store.stats():
+            resp.namespaces.add(
+                name=s.namespace, documents=s.documents, chunks=s.chunks,
+                dense_vectors=s.dense_entries, bm25_chunks=s.lexical_entries,
+                oldest_chunk_age_seconds=(now - s.oldest_source_updated_at)
+                if s.oldest_source_updated_at else 0.0,
+            )
+        return resp
+
+    def _any_dense(self):
+        with self.app.store.reader() as indexes:
+            return next((pair.dense for pair in indexes.values()), None)
+
+
+class EvaluationServicer:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    @_rpc("RegisterQuerySet")
+    def RegisterQuerySet(self, request, context):
+        _check_decoded(request)
+        return self.app.evaluations.register_pb(request)
+
+    @_rpc("ListQuerySets")
+    def ListQuerySets(self, request, context):
+        return self.app.evaluations.list_pb()
+
+    @_rpc("Evaluate")
+    def Evaluate(self, request, context):
+        _check_decoded(request)
+        return self.app.evaluations.evaluate_pb(request)
+
+
+def _generic_handler(service_name: str, file_descriptor, servicer) -> grpc.GenericRpcHandler:
+    service = file_descriptor.services_by_name[service_name.rsplit(".", 1)[1]]
+    handlers = {}
+    for method in service.methods:
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        parse = _lenient(request_cls.FromString)
+        serialize = lambda m: m.SerializeToString()  # noqa: E731
+        behaviour = getattr(servicer, method.name)
+        if method.client_streaming:
+            handlers[method.name] = grpc.stream_unary_rpc_method_handler(
+                behaviour, request_deserializer=parse, response_serializer=serialize)
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                behaviour, request_deserializer=parse, response_serializer=serialize)
+    return grpc.method_handlers_generic_handler(service_name, handlers)
+
+
+class Server:
+    """A running gRPC server (plus the metrics endpoint) around an App."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        s = app.settings.server
+        options = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+        ]
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=s.max_workers), options=options)
+        self.grpc.add_generic_rpc_handlers((
+            _generic_handler(RETRIEVAL_SERVICE, pb.DESCRIPTOR, RetrievalServicer(app)),
+            _generic_handler(EVALUATION_SERVICE, epb.DESCRIPTOR, EvaluationServicer(app)),
+        ))
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (RETRIEVAL_SERVICE, EVALUATION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            self.grpc,
+        )
+        self.port = self.grpc.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot bind gRPC port {s.host}:{s.port}")
+        self.metrics_port = 0
+
+    def start(self) -> "Server":
+        s = self.app.settings.server
+        if s.metrics_port >= 0:
+            self.metrics_port = self.app.telemetry.serve_http(s.metrics_host, s.metrics_port)
+        self.grpc.start()
+        self.app.start_background()
+        for name in ("", RETRIEVAL_SERVICE, EVALUATION_SERVICE):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        self.health.enter_graceful_shutdown()
+        grace = self.app.settings.server.grace_seconds if grace is None else grace
+        self.grpc.stop(grace).wait()
+        self.app.close()
+
+    def wait(self) -> None:
+        self.grpc.wait_for_termination()

@@ -1,0 +1,374 @@
+"""The durable ledger: documents, chunks, their embeddings and timestamps, in SQLite.
+
+The ledger is the source of truth. Indexes are derived from it and can always be
+rebuilt from it without re-embedding (embeddings are stored as float32 blobs).
+Every commit bumps a generation number in the same transaction, so an index
+snapshot knows whether it is current.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from retrieval_svc.domain import Chunk, Document
+
+_SCHEMA = """
+PRAGMA journal_mode = WAL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    namespace TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    source_uri TEXT NOT NULL,
+    source_updated_at REAL NOT NULL,
+    content_hash TEXT NOT NULL,
+    first_indexed_at REAL NOT NULL,
+    last_verified_at REAL NOT NULL,
+    PRIMARY KEY (namespace, doc_id)
+);
+CREATE TABLE IF NOT EXISTS doc_metadata (
+    namespace TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, doc_id, key)
+);
+CREATE INDEX IF NOT EXISTS doc_metadata_lookup ON doc_metadata (namespace, key, value);
+CREATE TABLE IF NOT EXISTS chunks (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    chunk_id TEXT NOT NULL UNIQUE,
+    namespace TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start_char INTEGER NOT NULL,
+    end_char INTEGER NOT NULL,
+    token_count INTEGER NOT NULL,
+    source_updated_at REAL NOT NULL,
+    first_indexed_at REAL NOT NULL,
+    last_verified_at REAL NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (namespace, doc_id);
+CREATE INDEX IF NOT EXISTS chunks_by_age ON chunks (namespace, source_updated_at);
+"""
+
+_CHUNK_COLUMNS = (
+    "key, chunk_id, namespace, doc_id, ordinal, text, start_char, end_char, token_count, "
+    "source_updated_at, first_indexed_at, last_verified_at"
+)
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    document: Document
+    content_hash: str
+    first_indexed_at: float
+    last_verified_at: float
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """A chunk to insert, with its embedding."""
+
+    chunk_id: str
+    ordinal: int
+    text: str
+    start_char: int
+    end_char: int
+    token_count: int
+    embedding: np.ndarray
+
+
+def _chunk(row: tuple) -> Chunk:
+    return Chunk(*row)
+
+
+class Ledger:
+    """SQLite access. Writes go through one connection under the caller's write lock;
+    reads use one connection per thread (WAL lets them run beside a writer)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self._writer.commit()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def close(self) -> None:
+        self._writer.close()
+
+    # --- meta -----------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    # --- transactions ---------------------------------------------------------
+
+    def transaction(self) -> "Transaction":
+        return Transaction(self._writer)
+
+    # --- reads ----------------------------------------------------------------
+
+    def namespaces(self) -> list[str]:
+        return [r[0] for r in self._reader.execute("SELECT name FROM namespaces ORDER BY name")]
+
+    def has_namespace(self, name: str) -> bool:
+        row = self._reader.execute("SELECT 1 FROM namespaces WHERE name = ?", (name,)).fetchone()
+        return row is not None
+
+    def document(self, namespace: str, doc_id: str) -> StoredDocument | None:
+        row = self._reader.execute(
+            "SELECT title, text, metadata, source_uri, source_updated_at, content_hash, "
+            "first_indexed_at, last_verified_at FROM documents WHERE namespace = ? AND doc_id = ?",
+            (namespace, doc_id),
+        ).fetchone()
+        if row is None:
+            return None
+        title, text, metadata, uri, updated, content_hash, first, last = row
+        doc = Document(namespace, doc_id, text, title, json.loads(metadata), updated, uri)
+        return StoredDocument(doc, content_hash, first, last)
+
+    def documents_meta(self, namespace: str, doc_ids: Iterable[str]) -> dict[str, tuple]:
+        """doc_id -> (title, metadata dict, source_uri) for hydration."""
+        ids = list(dict.fromkeys(doc_ids))
+        out: dict[str, tuple] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for doc_id, title, metadata, uri in self._reader.execute(
+                f"SELECT doc_id, title, metadata, source_uri FROM documents "
+                f"WHERE namespace = ? AND doc_id IN ({marks})",
+                (namespace, *part),
+            ):
+                out[doc_id] = (title, json.loads(metadata), uri)
+        return out
+
+    def doc_chunk_ids(self, namespace: str, doc_id: str) -> dict[str, int]:
+        """chunk_id -> key of a document's current chunks."""
+        return dict(
+            self._reader.execute(
+                "SELECT chunk_id, key FROM chunks WHERE namespace = ? AND doc_id = ?",
+                (namespace, doc_id),
+            )
+        )
+
+    def doc_chunks(self, namespace: str, doc_id: str) -> list[Chunk]:
+        rows = self._reader.execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE namespace = ? AND doc_id = ? "
+            "ORDER BY ordinal",
+            (namespace, doc_id),
+        )
+        return [_chunk(r) for r in rows]
+
+    def chunk(self, chunk_id: str) -> Chunk | None:
+        row = self._reader.execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE chunk_id = ?", (chunk_id,)
+        ).fetchone()
+        return _chunk(row) if row else None
+
+    def chunks_by_key(self, keys: Sequence[int]) -> dict[int, Chunk]:
+        out: dict[int, Chunk] = {}
+        keys = [int(k) for k in keys]
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self._reader.execute(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE key IN ({marks})", part
+            ):
+                out[row[0]] = _chunk(row)
+        return out
+
+    def iter_index_rows(self, namespace: str, batch: int = 4096) -> Iterator[tuple]:
+        """(keys int64[], texts, embeddings float32[n, d]) batches for rebuilding indexes."""
+        cursor = self._reader.execute(
+            "SELECT key, text, embedding FROM chunks WHERE namespace = ? ORDER BY key", (namespace,)
+        )
+        while rows := cursor.fetchmany(batch):
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+            yield keys, [r[1] for r in rows], vectors
+
+    def chunk_keys(self, namespace: str) -> np.ndarray:
+        rows = self._reader.execute("SELECT key FROM chunks WHERE namespace = ?", (namespace,))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def allowed_keys(
+        self,
+        namespace: str,
+        filters: Sequence[tuple[str, Sequence[str]]],
+        min_source_updated_at: float | None,
+    ) -> np.ndarray:
+        """Keys of the namespace's chunks whose document matches every filter clause
+        (key equals one of the values) and whose source is at least that recent."""
+        where = ["c.namespace = ?"]
+        params: list = [namespace]
+        for key, values in filters:
+            marks = ",".join("?" * len(values))
+            if key in ("doc_id", "source_uri"):
+                column = "c.doc_id" if key == "doc_id" else "d.source_uri"
+                where.append(f"{column} IN ({marks})")
+                params.extend(values)
+            else:
+                where.append(
+                    "c.doc_id IN (SELECT doc_id FROM doc_metadata WHERE namespace = ? AND key = ? "
+                    f"AND value IN ({marks}))"
+                )
+                params.extend([namespace, key, *values])
+        if min_source_updated_at is not None:
+            where.append("c.source_updated_at >= ?")
+            params.append(min_source_updated_at)
+        sql = (
+            "SELECT c.key FROM chunks c JOIN documents d "
+            "ON d.namespace = c.namespace AND d.doc_id = c.doc_id WHERE " + " AND ".join(where)
+        )
+        return np.fromiter((r[0] for r in self._reader.execute(sql, params)), dtype=np.int64)
+
+    def namespace_stats(self, namespace: str) -> tuple[int, int, float | None]:
+        """(documents, chunks, oldest source_updated_at)."""
+        docs = self._reader.execute(
+            "SELECT COUNT(*) FROM documents WHERE namespace = ?", (namespace,)
+        ).fetchone()[0]
+        chunks, oldest = self._reader.execute(
+            "SELECT COUNT(*), MIN(source_updated_at) FROM chunks WHERE namespace = ?", (namespace,)
+        ).fetchone()
+        return docs, chunks, oldest
+
+
+class Transaction:
+    """One write transaction. Use as a context manager; it commits on success,
+    bumps the generation, and rolls back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.generation = 0
+
+    def __enter__(self) -> "Transaction":
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._conn.execute("ROLLBACK")
+            return
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        self.generation = int(row[0]) + 1 if row else 1
+        self.set_meta("generation", str(self.generation))
+        self._conn.execute("COMMIT")
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def ensure_namespace(self, name: str, now: float) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)", (name, now)
+        )
+
+    def upsert_document(
+        self, doc: Document, source_updated_at: float, content_hash: str,
+        first_indexed_at: float, now: float,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO documents (namespace, doc_id, title, text, metadata, source_uri, "
+            "source_updated_at, content_hash, first_indexed_at, last_verified_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(namespace, doc_id) DO UPDATE SET "
+            "title = excluded.title, text = excluded.text, metadata = excluded.metadata, "
+            "source_uri = excluded.source_uri, source_updated_at = excluded.source_updated_at, "
+            "content_hash = excluded.content_hash, last_verified_at = excluded.last_verified_at",
+            (
+                doc.namespace, doc.doc_id, doc.title, doc.text,
+                json.dumps(dict(doc.metadata), sort_keys=True), doc.source_uri,
+                source_updated_at, content_hash, first_indexed_at, now,
+            ),
+        )
+        self._conn.execute(
+            "DELETE FROM doc_metadata WHERE namespace = ? AND doc_id = ?",
+            (doc.namespace, doc.doc_id),
+        )
+        self._conn.executemany(
+            "INSERT INTO doc_metadata (namespace, doc_id, key, value) VALUES (?, ?, ?, ?)",
+            [(doc.namespace, doc.doc_id, k, v) for k, v in doc.metadata.items()],
+        )
+
+    def delete_document(self, namespace: str, doc_id: str) -> None:
+        self._conn.execute(
+            "DELETE FROM documents WHERE namespace = ? AND doc_id = ?", (namespace, doc_id)
+        )
+        self._conn.execute(
+            "DELETE FROM doc_metadata WHERE namespace = ? AND doc_id = ?", (namespace, doc_id)
+        )
+
+    def delete_chunks(self, keys: Sequence[int]) -> None:
+        self._conn.executemany("DELETE FROM chunks WHERE key = ?", [(int(k),) for k in keys])
+
+    def insert_chunks(
+        self, namespace: str, doc_id: str, chunks: Sequence[NewChunk],
+        source_updated_at: float, now: float,
+    ) -> list[int]:
+        keys = []
+        for c in chunks:
+            cursor = self._conn.execute(
+                "INSERT INTO chunks (chunk_id, namespace, doc_id, ordinal, text, start_char, "
+                "end_char, token_count, source_updated_at, first_indexed_at, last_verified_at, "
+                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    c.chunk_id, namespace, doc_id, c.ordinal, c.text, c.start_char, c.end_char,
+                    c.token_count, source_updated_at, now, now,
+                    np.ascontiguousarray(c.embedding, dtype=np.float32).tobytes(),
+                ),
+            )
+            keys.append(cursor.lastrowid)
+        return keys
+
+    def refresh_chunks(
+        self, rows: Sequence[tuple[int, int, int, int]], source_updated_at: float, now: float
+    ) -> None:
+        """Unchanged chunks: (key, ordinal, start_char, end_char) may have moved;
+        confirm them (last_verified_at) and carry the document's source time."""
+        self._conn.executemany(
+            "UPDATE chunks SET ordinal = ?, start_char = ?, end_char = ?, "
+            "source_updated_at = ?, last_verified_at = ? WHERE key = ?",
+            [(o, s, e, source_updated_at, now, k) for k, o, s, e in rows],
+        )
+
+    def set_embeddings(self, keys: Sequence[int], vectors: np.ndarray) -> None:
+        self._conn.executemany(
+            "UPDATE chunks SET embedding = ? WHERE key = ?",
+            [(np.ascontiguousarray(v, dtype=np.float32).tobytes(), int(k)) for k, v in zip(keys, vectors)],
+        )
+
+
+def metadata_json(metadata: Mapping[str, str]) -> str:
+    return json.dumps(dict(metadata), sort_keys=True)
