@@ -34,7 +34,9 @@ def index_factories(settings: Settings, dimension: int) -> IndexFactories:
             d.backend, d.kind, dimension, settings.encoder.device, **dict(d.params)
         ),
         new_lexical=lambda: BM25Index(tokenizer, k1=b.k1, b=b.b, epsilon=b.epsilon),
-        load_dense=lambda path: load_vector_index(path, backend=d.backend, device=settings.encoder.device),
+        load_dense=lambda path: load_vector_index(
+            path, backend=d.backend, device=settings.encoder.device, kind=d.kind, **dict(d.params)
+        ),
         load_lexical=lambda path: BM25Index.load(path, tokenizer),
     )
 

@@ -73,19 +73,33 @@ def cmd_ingest(args) -> int:
     from retrieval_svc.sources import SourceError, count_documents, read_documents
 
     path = Path(args.path)
+    source_errors: list[SourceError] = []
+
+    def guarded(docs):
+        # A bad record ends the stream cleanly: what came before it is committed.
+        try:
+            yield from docs
+        except SourceError as exc:
+            source_errors.append(exc)
+
     try:
-        total = count_documents(path)
         docs = read_documents(path, args.namespace)
-        with RetrievalClient(_target(args)) as client, tqdm(
+        total = count_documents(path)
+        with RetrievalClient(_target(args), timeout=None) as client, tqdm(
             total=total, unit="doc", desc="ingest", disable=args.quiet
         ) as bar:
-            summary = client.ingest(docs, batch_size=args.batch_size, on_batch=bar.update)
+            summary = client.ingest(guarded(docs), batch_size=args.batch_size, on_batch=bar.update)
     except SourceError as exc:
         print(f"retrieval-svc ingest: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
         print(f"retrieval-svc ingest: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
+    if source_errors:
+        committed = summary.documents_added + summary.documents_updated + summary.documents_unchanged
+        print(f"retrieval-svc ingest: {source_errors[0]}; the {committed} documents before it "
+              "were ingested", file=sys.stderr)
+        return 2
     from google.protobuf.json_format import MessageToDict
 
     print(json.dumps(MessageToDict(summary, always_print_fields_with_no_presence=True), indent=2))

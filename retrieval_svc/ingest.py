@@ -48,7 +48,10 @@ def content_hash(doc: Document) -> str:
 
 def validate_document(doc: Document, limits: LimitSettings, where: str) -> Document:
     """Return the document with its namespace normalised, or raise InvalidArgument."""
-    namespace = normalize_namespace(doc.namespace)
+    try:
+        namespace = normalize_namespace(doc.namespace)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where} (doc_id {doc.doc_id!r}): {exc}") from None
     if not doc.doc_id:
         raise InvalidArgument(f"{where}: doc_id is required")
     if len(doc.doc_id) > MAX_DOC_ID_CHARS:

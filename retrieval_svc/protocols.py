@@ -80,3 +80,7 @@ class Reranker(Protocol):
 
     def rerank(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Relevance scores (higher is better), one per passage, in input order."""
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Scores of (query, passage) pairs from any number of queries: what the
+        dynamic batcher calls so concurrent searches share model calls."""
