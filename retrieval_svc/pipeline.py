@@ -359,18 +359,20 @@ def _decay(
     fused: list[FusedCandidate], chunks: Mapping[int, Chunk], now: float,
     half_life: float, weight: float,
 ) -> list[FusedCandidate]:
-    """score * ((1 - weight) + weight * 0.5 ** (age / half_life)), then re-sorted.
+    """score' * ((1 - weight) + weight * 0.5 ** (age / half_life)), then re-sorted.
 
-    Scores are shifted to be non-negative first (z-score and raw dense scores can
-    be negative), so a decay always lowers an older chunk's standing."""
+    Raw scores can be zero or negative (z-scores, BM25 with rank_bm25's negative
+    idf floor), where a factor would do nothing or the opposite, so they are first
+    shifted into [span, 2 * span] (score' = score - min + span, span = max - min,
+    or 1 when all are equal): order-preserving and strictly positive."""
     if not fused:
         return fused
-    floor = min(c.score for c in fused)
-    shift = -floor if floor < 0 else 0.0
+    low = min(c.score for c in fused)
+    span = (max(c.score for c in fused) - low) or 1.0
     decayed = []
     for c in fused:
         age = max(0.0, now - chunks[c.key].source_updated_at)
         factor = (1.0 - weight) + weight * 0.5 ** (age / half_life)
-        decayed.append(FusedCandidate(c.key, (c.score + shift) * factor, c.sources))
+        decayed.append(FusedCandidate(c.key, (c.score - low + span) * factor, c.sources))
     decayed.sort(key=lambda c: (-c.score, c.key))
     return decayed

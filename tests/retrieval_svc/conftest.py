@@ -31,12 +31,12 @@ def make_settings(store_path, **sections) -> Settings:
 
 @pytest.fixture
 def start_server(tmp_path, encoder):
-    """start_server(store_path=None, reranker=None, **sections) -> (Server, RetrievalClient)."""
+    """start_server(store_path=None, reranker_model=None, encoder_override=None, **sections) -> (Server, RetrievalClient)."""
     running = []
 
-    def start(store_path=None, reranker=None, encoder_override=None, **sections):
+    def start(store_path=None, reranker_model=None, encoder_override=None, **sections):
         settings = make_settings(store_path or tmp_path / "store", **sections)
-        app = App(settings, encoder=encoder_override or encoder, reranker=reranker)
+        app = App(settings, encoder=encoder_override or encoder, reranker=reranker_model)
         server = Server(app).start()
         client = RetrievalClient(f"127.0.0.1:{server.port}", timeout=60)
         running.append((server, client))
