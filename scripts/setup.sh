@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Create .venv and install retrieval-svc with its test dependencies (CPU torch).
+# Set up a fresh machine: Debian's prometheus (promtool + the server the tests start),
+# then .venv with CPU torch and retrieval-svc with its test dependencies.
 # GPU machines: see README ("Installing on a GPU machine").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        # policy-rc.d = 101 keeps the package from starting a prometheus daemon;
+        # the tests start and stop their own on 127.0.0.1.
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    else
+        echo "setup: install Debian's 'prometheus' package (promtool and prometheus) for the tests" >&2
+    fi
+fi
+
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# Local wheels (the CPU torch build) live in /opt/wheels on our machines.
+# CPU torch first, pinned: any other torch requirement pulls GBs of CUDA wheels.
+# Our machines keep the CPU wheel in /opt/wheels.
 FIND_LINKS=()
 [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
-.venv/bin/pip install -q "${FIND_LINKS[@]}" "torch==2.13.0"
-.venv/bin/pip install -q "${FIND_LINKS[@]}" -e ".[dev]"
+.venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" "torch==2.13.0"
+.venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" -e ".[dev]"
