@@ -72,12 +72,20 @@ def timed(fn, *args):
     return result, time.perf_counter() - start
 
 
-def latencies(search, queries) -> list[float]:
-    out = []
-    for q in queries:
+def latencies(searchers: dict, queries: list[str], interleave: bool) -> dict[str, list[float]]:
+    """Seconds per query for each implementation. By default each runs all the
+    queries in a block (its steady state, caches warm with its own data); with
+    `interleave` they take turns query by query, so that load from other
+    processes falls on all alike, but each starts with caches the previous one
+    (often rank_bm25, hundreds of MB) has filled."""
+    out: dict[str, list[float]] = {name: [] for name in searchers}
+    order = ([(q, name) for q in queries for name in searchers] if interleave
+             else [(q, name) for name in searchers for q in queries])
+    for q, name in order:
+        search = searchers[name]
         start = time.perf_counter()
         search(q)
-        out.append(time.perf_counter() - start)
+        out[name].append(time.perf_counter() - start)
     return out
 
 
@@ -96,6 +104,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--add", type=int, default=1_000, help="chunks for the incremental add")
     parser.add_argument("--skip-rank-bm25", action="store_true")
+    parser.add_argument("--interleave", action="store_true",
+                        help="alternate implementations query by query (for noisy machines)")
     args = parser.parse_args()
 
     rng = np.random.default_rng(SEED)
@@ -154,13 +164,12 @@ def main() -> None:
                 expected = np.sort(scores)[::-1][: len(hits)]
                 np.testing.assert_allclose([h.score for h in hits], expected, rtol=1e-9)
         index.search(queries[0], k)  # statistics are built lazily once per generation
-        rows = []
-        for name, search in searchers.items():
-            warm = queries[: min(5, len(queries))]
-            latencies(search, warm)
-            rows.append((name, summary(latencies(search, queries))))
+        latencies(searchers, queries[:5], args.interleave)  # warm-up
+        rows = [(name, summary(times))
+                for name, times in latencies(searchers, queries, args.interleave).items()]
         base = dict(rows).get("rank_bm25")
-        print(f"\nquery latency, {mode} terms, {len(queries)} queries of 3-6 terms, top-{k}:")
+        print(f"\nquery latency, {mode} terms, {len(queries)} queries of 3-6 terms, top-{k}"
+              f"{', interleaved' if args.interleave else ''}:")
         print(f"{'implementation':<16}{'p50 ms':>10}{'mean ms':>10}{'p95 ms':>10}"
               f"{'x p50':>10}{'x mean':>10}")
         for name, (p50, mean, p95) in rows:

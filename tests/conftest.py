@@ -40,3 +40,17 @@ def tiny_cross_encoder_path(tmp_path_factory) -> Path:
     from tiny_cross_encoder import build_tiny_cross_encoder
 
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu`-marked tests where torch sees no CUDA device (CI, CPU machines)."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in gpu_items:
+        item.add_marker(skip)

@@ -22,8 +22,9 @@ FAISS's OpenMP thread count is set process-wide by `configure_threads`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import faiss
 
@@ -76,7 +77,9 @@ def resolve_backend(backend: str, kind: str, device: str) -> tuple[str, str]:
         raise InvalidArgument(f"dense index device {device!r} is not one of auto, cpu, cuda")
     if backend == "torch":
         if kind != "flat":
-            raise InvalidArgument(f"the torch backend is exact only; kind {kind!r} needs backend 'faiss' or 'auto'")
+            raise InvalidArgument(
+                f"the torch backend is exact only; kind {kind!r} needs backend 'faiss' or 'auto'"
+            )
         return "torch", device
     if backend == "faiss":
         # A forced faiss backend takes the GPU where its build can (flat only), else the CPU.
@@ -122,7 +125,7 @@ BACKENDS = ("auto", *_REGISTRY)
 
 
 def make_vector_index(
-    backend: str = "auto", kind: str = "flat", dimension: int = 384, device: str = "auto", **params: Any
+    backend: str, kind: str, dimension: int, device: str = "auto", **params: Any
 ) -> VectorIndex:
     """An empty index of `kind` on the backend and device that `backend`/`device` resolve to.
 

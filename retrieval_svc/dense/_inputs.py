@@ -86,3 +86,19 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def rows_mask(
+    allowed: np.ndarray, row_of: dict[int, int], row_keys: np.ndarray, live: np.ndarray | None
+) -> np.ndarray:
+    """Boolean mask over rows: live and holding an allowed key.
+
+    A short `allowed` list is looked up key by key, a long one with one
+    vectorised np.isin over every row, whichever touches less.
+    """
+    if len(allowed) * 8 < len(row_keys):
+        mask = np.zeros(len(row_keys), bool)
+        mask[[row_of[key] for key in allowed.tolist() if key in row_of]] = True
+        return mask
+    mask = np.isin(row_keys, allowed)
+    return mask & live if live is not None else mask

@@ -57,7 +57,6 @@ from typing import Any
 import faiss
 import numpy as np
 
-from retrieval_svc.domain import Candidate
 from retrieval_svc.dense._files import read_meta, write_atomically, write_meta
 from retrieval_svc.dense._inputs import (
     as_allowed,
@@ -66,8 +65,10 @@ from retrieval_svc.dense._inputs import (
     as_keys,
     as_matrix,
     candidates,
+    rows_mask,
     top_k_rows,
 )
+from retrieval_svc.domain import Candidate
 from retrieval_svc.errors import InvalidArgument
 
 KINDS = ("flat", "hnsw", "ivf")
@@ -277,7 +278,7 @@ class _HnswStore:
         if allowed is None:
             eligible, bits, n_eligible = None, self.alive_bits, len(self.slot_of)
         else:
-            eligible = self.alive[:n] & np.isin(self.labels[:n], allowed)
+            eligible = rows_mask(allowed, self.slot_of, self.labels[:n], self.alive[:n])
             n_eligible = int(np.count_nonzero(eligible))
             bits = np.packbits(eligible, bitorder="little")
         if n_eligible == 0:
@@ -376,7 +377,9 @@ class _IvfStore:
 
     def _train(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         quantizer = faiss.IndexFlatIP(self.dimension)
-        index = faiss.IndexIVFFlat(quantizer, self.dimension, self.params["nlist"], faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(
+            quantizer, self.dimension, self.params["nlist"], faiss.METRIC_INNER_PRODUCT
+        )
         index.train(vectors)
         # A hash-table direct map makes remove_ids O(removed) and lets export() read vectors back.
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
@@ -404,12 +407,16 @@ class _IvfStore:
             # About nprobe/nlist of the allowed keys sit in the probed lists; probe more
             # lists as the filter gets more selective so that stays near an unfiltered search's.
             nprobe = min(nlist, max(nprobe, math.ceil(nprobe * self.index.ntotal / max(len(allowed), 1))))
-        scores, keys = self.index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=nprobe, sel=selector))
+        scores, keys = self.index.search(
+            queries, k, params=faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
+        )
         short = (keys < 0).any(axis=1)
         if short.any() and nprobe < nlist:
             # The probed lists held fewer than k (allowed) vectors; scan every list for those queries.
             params = faiss.SearchParametersIVF(nprobe=nlist, sel=selector)
-            scores[short], keys[short] = self.index.search(np.ascontiguousarray(queries[short]), k, params=params)
+            scores[short], keys[short] = self.index.search(
+                np.ascontiguousarray(queries[short]), k, params=params
+            )
         return scores, keys
 
     def export(self) -> tuple[np.ndarray, np.ndarray]:
@@ -502,7 +509,10 @@ class FaissIndex:
             self._store = _IvfStore(dimension, self.params)
 
     def __repr__(self) -> str:
-        return f"FaissIndex(kind={self.kind!r}, dimension={self.dimension}, device={self.device!r}, size={len(self)})"
+        return (
+            f"FaissIndex(kind={self.kind!r}, dimension={self.dimension}, "
+            f"device={self.device!r}, size={len(self)})"
+        )
 
     def __len__(self) -> int:
         return len(self._store)
@@ -569,14 +579,17 @@ class FaissIndex:
         write_atomically(folder / INDEX_FILE, lambda tmp: faiss.write_index(index, str(tmp)))
         if self.kind == "hnsw":
             self._store.save_extra(folder)
-        write_meta(folder, {
-            "backend": self.backend,
-            "kind": self.kind,
-            "dimension": self.dimension,
-            "params": self.params,
-            "count": len(self),
-            **self._store.state(),
-        })
+        write_meta(
+            folder,
+            {
+                "backend": self.backend,
+                "kind": self.kind,
+                "dimension": self.dimension,
+                "params": self.params,
+                "count": len(self),
+                **self._store.state(),
+            },
+        )
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu") -> FaissIndex:

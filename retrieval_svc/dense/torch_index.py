@@ -11,6 +11,10 @@ Storage dtype: float32 by default. `dtype="float16"` halves memory and is
 faster on CUDA tensor cores, at about three decimal digits of score precision
 (scores are computed in float16 and returned as float32); it is refused on the
 CPU, where half-precision matmul is slow and not what this index is for.
+
+Threads: on the CPU the matmul runs on torch's intra-op thread pool
+(torch.set_num_threads), which this module leaves alone because the encoder
+shares it; `configure_threads` governs FAISS only.
 """
 
 from __future__ import annotations
@@ -21,9 +25,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from retrieval_svc.domain import Candidate
 from retrieval_svc.dense._files import read_meta, write_atomically, write_meta
-from retrieval_svc.dense._inputs import as_allowed, as_entries, as_k, as_keys, as_matrix, candidates
+from retrieval_svc.dense._inputs import (
+    as_allowed,
+    as_entries,
+    as_k,
+    as_keys,
+    as_matrix,
+    candidates,
+    rows_mask,
+)
+from retrieval_svc.domain import Candidate
 from retrieval_svc.errors import InvalidArgument
 
 VECTORS_FILE = "vectors.npz"
@@ -41,7 +53,9 @@ def _resolve_device(device: str) -> torch.device:
     except RuntimeError as exc:
         raise InvalidArgument(f"torch device {device!r} is not a device name ({exc})") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument(f"device {device!r} was asked for but torch sees no CUDA device; use 'auto' or 'cpu'")
+        raise InvalidArgument(
+            f"device {device!r} was asked for but torch sees no CUDA device; use 'auto' or 'cpu'"
+        )
     if resolved.type not in ("cpu", "cuda"):
         raise InvalidArgument(f"torch device {device!r}: only 'cpu' and 'cuda' are supported")
     return resolved
@@ -70,7 +84,10 @@ class TorchExactIndex:
         self._row_of: dict[int, int] = {}  # key -> row
 
     def __repr__(self) -> str:
-        return f"TorchExactIndex(dimension={self.dimension}, device={str(self.device)!r}, dtype={self.dtype!r}, size={self._size})"
+        return (
+            f"TorchExactIndex(dimension={self.dimension}, device={str(self.device)!r}, "
+            f"dtype={self.dtype!r}, size={self._size})"
+        )
 
     def __len__(self) -> int:
         return self._size
@@ -137,7 +154,7 @@ class TorchExactIndex:
         mask = None
         n_eligible = n
         if allowed is not None and n:
-            selected = np.isin(self._keys[:n], allowed)
+            selected = rows_mask(allowed, self._row_of, self._keys[:n], None)
             n_eligible = int(selected.sum())
             mask = torch.from_numpy(~selected).to(self.device)
         k = min(k, n_eligible)
@@ -175,10 +192,16 @@ class TorchExactIndex:
                 np.savez(fh, keys=keys, vectors=vectors)
 
         write_atomically(folder / VECTORS_FILE, write)
-        write_meta(folder, {
-            "backend": self.backend, "kind": self.kind, "dimension": self.dimension,
-            "params": self.params, "count": len(keys),
-        })
+        write_meta(
+            folder,
+            {
+                "backend": self.backend,
+                "kind": self.kind,
+                "dimension": self.dimension,
+                "params": self.params,
+                "count": len(keys),
+            },
+        )
 
     @classmethod
     def load(cls, path: Path, device: str = "auto") -> TorchExactIndex:
@@ -197,6 +220,8 @@ class TorchExactIndex:
         with np.load(folder / VECTORS_FILE, allow_pickle=False) as data:
             keys, vectors = data["keys"], data["vectors"]
         if len(keys) != meta["count"]:
-            raise ValueError(f"{folder}: {VECTORS_FILE} has {len(keys)} entries, meta.json says {meta['count']}")
+            raise ValueError(
+                f"{folder}: {VECTORS_FILE} has {len(keys)} entries, meta.json says {meta['count']}"
+            )
         self.add(keys, vectors)
         return self

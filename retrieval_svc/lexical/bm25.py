@@ -219,9 +219,10 @@ class BM25Index:
 
     def remove(self, keys: Iterable[int]) -> int:
         """Remove these keys; return how many were present (unknown keys are ignored)."""
+        key_list = [operator.index(k) for k in keys]  # a bad key fails before any change
         rows = []
-        for value in keys:
-            row = self._key_to_row.pop(operator.index(value), None)
+        for key in key_list:
+            row = self._key_to_row.pop(key, None)
             if row is not None:
                 rows.append(row)
         if rows:

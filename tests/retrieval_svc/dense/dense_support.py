@@ -10,9 +10,9 @@ missing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import faiss
 import numpy as np
@@ -113,7 +113,9 @@ MIN_RECALL = 0.9
 SCORE_TOLERANCE = 1e-5
 
 
-def brute_force(keys: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+def brute_force(
+    keys: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: int
+) -> list[list[tuple[int, float]]]:
     """Exact top-k (key, score) per query by float64 inner products, best first."""
     if len(keys) == 0:
         return [[] for _ in queries]
@@ -122,11 +124,16 @@ def brute_force(keys: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: i
     return [[(int(keys[j]), float(row[j])) for j in cols] for row, cols in zip(scores, order)]
 
 
-def assert_exact(results: list[list[Candidate]], expected: list[list[tuple[int, float]]], keys, vectors, queries) -> None:
+def assert_exact(
+    results: list[list[Candidate]], expected: list[list[tuple[int, float]]], keys, vectors, queries
+) -> None:
     """Same length, scores within SCORE_TOLERANCE position by position, and the same keys,
     except that keys whose true scores tie (within the tolerance) may swap places."""
     assert len(results) == len(expected)
-    score_of = [dict(zip(keys.tolist(), (q.astype(np.float64) @ vectors.astype(np.float64).T).tolist())) for q in queries]
+    score_of = [
+        dict(zip(keys.tolist(), (q.astype(np.float64) @ vectors.astype(np.float64).T).tolist()))
+        for q in queries
+    ]
     for row, want, truth in zip(results, expected, score_of):
         assert len(row) == len(want), (row, want)
         assert len({c.key for c in row}) == len(row)
@@ -138,7 +145,11 @@ def assert_exact(results: list[list[Candidate]], expected: list[list[tuple[int, 
 
 def recall(results: list[list[Candidate]], expected: list[list[tuple[int, float]]]) -> float:
     """Mean over queries of |returned ∩ true top-k| / |true top-k|."""
-    hits = [len({c.key for c in row} & {key for key, _ in want}) / len(want) for row, want in zip(results, expected) if want]
+    hits = [
+        len({c.key for c in row} & {key for key, _ in want}) / len(want)
+        for row, want in zip(results, expected)
+        if want
+    ]
     return float(np.mean(hits))
 
 

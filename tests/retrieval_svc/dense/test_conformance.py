@@ -96,7 +96,9 @@ def test_remove_returns_how_many_were_present(factory, filled, data, rng):
     for fraction in (0.1, 0.3):
         doomed = rng.choice(np.setdiff1d(keys, removed), size=int(fraction * N), replace=False)
         absent = np.array([-5, 10**12], np.int64)
-        asked = np.concatenate([doomed, doomed[:5], absent])  # repeats and absent keys count once / not at all
+        asked = np.concatenate(
+            [doomed, doomed[:5], absent]
+        )  # repeats and absent keys count once / not at all
         assert filled.remove(asked) == len(doomed)
         removed = np.concatenate([removed, doomed])
         keep = ~np.isin(keys, removed)
@@ -156,7 +158,9 @@ def test_selective_allowed_returns_exactly_the_allowed_keys(factory, filled, dat
     # With fewer allowed keys than k, every implementation, approximate or not, returns all of them.
     assert all(sorted(c.key for c in row) == sorted(allowed.tolist()) for row in results)
     keep = np.isin(keys, allowed)
-    assert_exact(results, brute_force(keys[keep], vectors[keep], queries, K), keys[keep], vectors[keep], queries)
+    assert_exact(
+        results, brute_force(keys[keep], vectors[keep], queries, K), keys[keep], vectors[keep], queries
+    )
 
 
 def test_allowed_with_nothing_present_returns_nothing(filled, data):
@@ -178,9 +182,14 @@ def test_save_and_load_round_trip(factory, filled, data, rng, tmp_path):
 
     assert len(loaded) == len(filled) == N - 50
     assert sorted(loaded.keys().tolist()) == sorted(filled.keys().tolist())
-    for got, want in ((loaded.search(queries, K), before), (loaded.search(queries, K, allowed=allowed), before_allowed)):
+    for got, want in (
+        (loaded.search(queries, K), before),
+        (loaded.search(queries, K, allowed=allowed), before_allowed),
+    ):
         assert [[c.key for c in row] for row in got] == [[c.key for c in row] for row in want]
-        assert np.allclose([[c.score for c in row] for row in got], [[c.score for c in row] for row in want], atol=1e-6)
+        assert np.allclose(
+            [[c.score for c in row] for row in got], [[c.score for c in row] for row in want], atol=1e-6
+        )
     # The loaded index is a working index, not a read-only copy.
     assert loaded.remove(keys[60:70]) == 10
     loaded.add(keys[:5], vectors[:5])
@@ -223,7 +232,9 @@ def test_random_operations_agree_with_a_model(factory, rng):
         queries = clustered(rng, 3)
         allowed = rng.choice(universe, size=150, replace=False) if step % 2 else None
         results = index.search(queries, K, allowed)
-        eligible = set(live_keys.tolist()) if allowed is None else set(live_keys.tolist()) & set(allowed.tolist())
+        eligible = (
+            set(live_keys.tolist()) if allowed is None else set(live_keys.tolist()) & set(allowed.tolist())
+        )
         assert_well_formed(results, K, eligible)
         if factory.exact:
             keep = np.ones(len(live_keys), bool) if allowed is None else np.isin(live_keys, allowed)

@@ -9,7 +9,7 @@ import threading
 import faiss
 import numpy as np
 import pytest
-from dense_support import DIMENSION, HNSW_PARAMS, IVF_PARAMS, brute_force, assert_exact, clustered, recall
+from dense_support import DIMENSION, HNSW_PARAMS, IVF_PARAMS, assert_exact, brute_force, clustered, recall
 
 from retrieval_svc.dense import FaissIndex, configure_threads, configured_threads
 from retrieval_svc.errors import InvalidArgument
@@ -71,8 +71,13 @@ def test_hnsw_selective_filter_is_exact(rng):
     allowed = rng.choice(keys, 40, replace=False)  # 2% < exact_filter_fraction
     queries = clustered(rng, 5)
     keep = np.isin(keys, allowed)
-    assert_exact(index.search(queries, 10, allowed), brute_force(keys[keep], vectors[keep], queries, 10),
-                 keys[keep], vectors[keep], queries)
+    assert_exact(
+        index.search(queries, 10, allowed),
+        brute_force(keys[keep], vectors[keep], queries, 10),
+        keys[keep],
+        vectors[keep],
+        queries,
+    )
 
 
 def test_ivf_searches_exactly_until_it_can_train(rng, tmp_path):
@@ -103,8 +108,13 @@ def test_ivf_filtered_search_probes_more_lists(rng):
     allowed = keys[::8]
     queries = clustered(rng, 10)
     keep = np.isin(keys, allowed)
-    assert_exact(index.search(queries, 10, allowed), brute_force(keys[keep], vectors[keep], queries, 10),
-                 keys[keep], vectors[keep], queries)
+    assert_exact(
+        index.search(queries, 10, allowed),
+        brute_force(keys[keep], vectors[keep], queries, 10),
+        keys[keep],
+        vectors[keep],
+        queries,
+    )
 
 
 def test_key_minus_one_is_refused(rng):

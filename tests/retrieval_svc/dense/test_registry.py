@@ -10,7 +10,13 @@ import torch
 from dense_support import DIMENSION, clustered
 
 import retrieval_svc.dense as dense
-from retrieval_svc.dense import FaissIndex, TorchExactIndex, load_vector_index, make_vector_index, resolve_backend
+from retrieval_svc.dense import (
+    FaissIndex,
+    TorchExactIndex,
+    load_vector_index,
+    make_vector_index,
+    resolve_backend,
+)
 from retrieval_svc.errors import InvalidArgument
 
 

@@ -68,7 +68,9 @@ def test_float16_on_cuda_is_close_to_float32(rng, tmp_path):
     expected = brute_force(keys, vectors, queries, 10)
     results = half.search(queries, 10)
     assert [row[0].key for row in results] == [row[0][0] for row in expected]
-    assert np.allclose([[c.score for c in row] for row in results], [[s for _, s in row] for row in expected], atol=2e-3)
+    assert np.allclose(
+        [[c.score for c in row] for row in results], [[s for _, s in row] for row in expected], atol=2e-3
+    )
     half.save(tmp_path / "dense")
     assert TorchExactIndex.load(tmp_path / "dense", device="cpu").dtype == "float32"
 

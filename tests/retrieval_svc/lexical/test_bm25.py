@@ -280,6 +280,8 @@ def test_remove_counts_only_present_keys():
     assert index.remove([99, -5]) == 0
     assert index.remove(np.array([2, 2, 99], dtype=np.int64)) == 1
     assert index.remove([2]) == 0
+    with pytest.raises(TypeError):
+        index.remove([1, "3"])
     assert len(index) == 5 and index.keys().tolist() == [1, 3, 4, 5, 6]
     assert [c.key for c in index.search("b c", 10)] == [1, 3]
 
@@ -344,6 +346,7 @@ def test_allowed_restricts_results_but_not_statistics():
     everything = index.search(query, 200)
     allowed = np.array([1003, 1010, 1011, 1050, 1119, 5, 99999], dtype=np.int64)
     filtered = index.search(query, 200, allowed=allowed)
+    assert len(filtered) >= 3
     assert filtered == [c for c in everything if c.key in set(allowed.tolist())]
     assert index.search(query, 2, allowed=allowed) == filtered[:2]
     assert index.search(query, 10, allowed=np.array([], dtype=np.int64)) == []

@@ -1,0 +1,254 @@
+"""Shared plumbing for the service benchmarks (quality, ingest_throughput, latency).
+
+Every benchmark starts the real service in-process (App + Server on
+127.0.0.1, port 0) and talks to it only through `RetrievalClient`, so the
+numbers include protobuf (de)serialisation and the gRPC transport. Caches
+(stores, the tiny cross-encoder, result files) live under bench/.cache/,
+which git ignores.
+
+`write_doc_section` replaces (or appends) one headed section of
+docs/benchmarks.md between HTML comment markers, so several scripts (and
+people) can own separate sections of the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / "bench" / ".cache"
+DOC = REPO / "docs" / "benchmarks.md"
+DEFAULT_DATA_ROOT = Path("/work/shared/data")
+
+DOC_HEADER = """# Benchmarks
+
+Measured numbers for retrieval-svc. Each section below is written by the script
+named in it (`--write-doc` replaces only that script's section, between its
+`<!-- BEGIN ... -->` / `<!-- END ... -->` markers); add new sections the same way.
+Every benchmark runs the real server in-process on 127.0.0.1 (port 0) and talks
+to it only through `retrieval_svc.client.RetrievalClient` (gRPC), unless the
+section says otherwise.
+"""
+
+
+# --- machine and time ------------------------------------------------------------
+
+
+def machine_line() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{os.cpu_count()} cores ({cpu}), CPU only (torch {torch.__version__}, "
+            f"{torch.get_num_threads()} intra-op threads), Python {platform.python_version()}; "
+            f"1-min load average at start {load:.1f} (the cores are shared with other "
+            f"engineers' test runs, so timings are noisy)")
+
+
+def today() -> str:
+    return _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+
+def command_line() -> str:
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(REPO)
+    except ValueError:
+        pass
+    return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
+
+
+# --- data -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BeirDoc:
+    doc_id: str
+    title: str
+    text: str
+
+
+def read_corpus(folder: Path) -> list[BeirDoc]:
+    docs = []
+    with open(folder / "corpus.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                record = json.loads(line)
+                docs.append(BeirDoc(str(record["_id"]), record.get("title") or "", record.get("text") or ""))
+    return docs
+
+
+def title_in_text(doc: BeirDoc) -> bool:
+    """True when the text already starts with the title (Cranfield repeats it)."""
+    title = " ".join(doc.title.lower().split())
+    text = " ".join(doc.text.lower().split())
+    return bool(title) and text.startswith(title)
+
+
+def indexed_text(doc: BeirDoc, title_mode: str) -> str:
+    """The text the service chunks and indexes for `doc`.
+
+    title_mode: "separate" (text only; the title is only Document.title, which the
+    service does not index), "prepend" (title + newline + text), or "auto"
+    (prepend unless the text already starts with the title).
+    """
+    if title_mode == "separate" or not doc.title.strip():
+        return doc.text
+    if title_mode == "auto" and title_in_text(doc):
+        return doc.text
+    if not doc.text.strip():
+        return doc.title
+    return f"{doc.title.strip()}\n{doc.text}"
+
+
+# --- caches -----------------------------------------------------------------------
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def tiny_cross_encoder() -> Path:
+    """The tiny UNTRAINED cross-encoder of tests/_fixtures, built once into bench/.cache."""
+    out = CACHE / "tiny-cross-encoder"
+    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+        return out
+    spec = importlib.util.spec_from_file_location(
+        "tiny_cross_encoder", REPO / "tests" / "_fixtures" / "tiny_cross_encoder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return Path(module.build_tiny_cross_encoder(out))
+
+
+def copy_ledger(source_store: Path, target_store: Path) -> None:
+    """Seed `target_store` with a copy of `source_store`'s ledger (no index snapshot),
+    so the service rebuilds its indexes from the stored embeddings: a store with
+    different index settings (BM25 k1/b) without re-embedding anything."""
+    target_store.mkdir(parents=True, exist_ok=True)
+    target = target_store / "ledger.sqlite3"
+    if target.exists():
+        return
+    src = sqlite3.connect(source_store / "ledger.sqlite3")
+    dst = sqlite3.connect(target)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
+# --- the in-process service -------------------------------------------------------
+
+
+def bench_settings(store_path: Path, **sections):
+    from retrieval_svc.settings import Settings
+
+    base = {
+        "server": {"port": 0, "metrics_port": -1, "max_workers": 32, "host": "127.0.0.1"},
+        "store": {"path": str(store_path), "snapshot_interval_seconds": 3600.0},
+        "evaluation": {"schedule_seconds": 0},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return Settings().replace(**base)
+
+
+@contextlib.contextmanager
+def running_service(settings, *, encoder=None, reranker=None,
+                    client_timeout: float | None = 600.0) -> Iterator[tuple[object, object]]:
+    """Start App + Server on 127.0.0.1:0; yield (server, client); stop both."""
+    from retrieval_svc.app import App
+    from retrieval_svc.client import RetrievalClient
+    from retrieval_svc.server import Server
+
+    if settings.server.host != "127.0.0.1":
+        raise ValueError("benchmarks only listen on 127.0.0.1")
+    app = App(settings, encoder=encoder, reranker=reranker)
+    server = Server(app).start()
+    client = RetrievalClient(f"127.0.0.1:{server.port}", timeout=client_timeout)
+    try:
+        client.wait_ready(60)
+        yield server, client
+    finally:
+        client.close()
+        server.stop(0)
+
+
+def namespace_counts(client, namespace: str) -> tuple[int, int]:
+    """(documents, chunks) the server holds in `namespace`, (0, 0) if none."""
+    for ns in client.info().namespaces:
+        if ns.name == namespace:
+            return int(ns.documents), int(ns.chunks)
+    return 0, 0
+
+
+# --- tables and the doc -----------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub-flavoured markdown table (also readable on a terminal)."""
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.3f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def write_doc_section(key: str, body: str, doc: Path = DOC) -> None:
+    """Replace the section marked `key` in docs/benchmarks.md, or append it.
+
+    The body should start with its own `##` heading. A lock file keeps two
+    benchmark processes from clobbering each other's writes.
+    """
+    begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
+    block = f"{begin}\n{body.strip()}\n{end}\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = CACHE / "benchmarks-doc.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = doc.read_text() if doc.exists() else DOC_HEADER
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda _: block, text, count=1)
+        else:
+            text = text.rstrip("\n") + "\n\n" + block
+        tmp = doc.with_suffix(".md.tmp")
+        tmp.write_text(text)
+        tmp.replace(doc)
+    print(f"wrote section {key!r} of {doc.relative_to(REPO)}")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
