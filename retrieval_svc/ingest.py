@@ -87,8 +87,10 @@ class IngestSummary:
     chunks_removed: int = 0
     chunks_embedded: int = 0
     index_generation: int = 0
-    # namespace -> lags (first_indexed_at - source_updated_at) of new chunks, for metrics
+    # For metrics, by namespace: lags (first_indexed_at - source_updated_at) of new
+    # chunks, and chunks embedded.
     new_chunk_lags: dict[str, list[float]] = field(default_factory=dict)
+    embedded_by_namespace: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: "IngestSummary") -> None:
         for name in ("documents_added", "documents_updated", "documents_unchanged", "chunks_added",
@@ -97,6 +99,8 @@ class IngestSummary:
         self.index_generation = max(self.index_generation, other.index_generation)
         for ns, lags in other.new_chunk_lags.items():
             self.new_chunk_lags.setdefault(ns, []).extend(lags)
+        for ns, count in other.embedded_by_namespace.items():
+            self.embedded_by_namespace[ns] = self.embedded_by_namespace.get(ns, 0) + count
 
 
 @dataclass(frozen=True)
@@ -133,10 +137,12 @@ class Ingestor:
                  for i, d in enumerate(documents)]
         latest = {(d.namespace, d.doc_id): d for d in valid}
         plans = [self._plan(doc) for doc in latest.values()]
-        pending = [c for plan in plans for c in plan.to_embed(set())]
-        vectors = self._embed([c.text for c in pending])
-        embedded = {c.chunk_id: v for c, v in zip(pending, vectors)}
+        pending = [(plan.doc.namespace, c) for plan in plans for c in plan.new_chunks()]
+        vectors = self._embed([c.text for _, c in pending])
+        embedded = {c.chunk_id: v for (_, c), v in zip(pending, vectors)}
         summary = IngestSummary(chunks_embedded=len(pending))
+        for namespace, _ in pending:
+            summary.embedded_by_namespace[namespace] = summary.embedded_by_namespace.get(namespace, 0) + 1
         now = time.time()
         with self.store.commit() as commit:
             for plan in plans:
@@ -148,6 +154,8 @@ class Ingestor:
                     for c, v in zip(missing, self._embed([c.text for c in missing])):
                         embedded[c.chunk_id] = v
                     summary.chunks_embedded += len(missing)
+                    ns = plan.doc.namespace
+                    summary.embedded_by_namespace[ns] = summary.embedded_by_namespace.get(ns, 0) + len(missing)
                 self._commit_document(commit, plan, existing, embedded, now, summary)
         summary.index_generation = self.store.generation
         return summary
@@ -159,9 +167,8 @@ class Ingestor:
 
     def _plan(self, doc: Document) -> "_Plan":
         chunks = self.chunker.split(f"{doc.namespace}\x1f{doc.doc_id}", doc.text)
-        stored = self.store.ledger.document(doc.namespace, doc.doc_id)
-        existing = self.store.ledger.doc_chunk_ids(doc.namespace, doc.doc_id) if stored else {}
-        return _Plan(doc, content_hash(doc), chunks, existing, stored is not None)
+        existing = self.store.ledger.doc_chunk_ids(doc.namespace, doc.doc_id)
+        return _Plan(doc, content_hash(doc), chunks, existing)
 
     def _commit_document(self, commit, plan: "_Plan", existing: dict[str, int],
                          embedded: dict[str, np.ndarray], now: float,
@@ -231,8 +238,8 @@ class _Plan:
     doc: Document
     content_hash: str
     chunks: list[TextChunk]
-    existing: dict[str, int]
-    stored: bool
+    existing: dict[str, int]  # chunk_id -> key when planned
 
-    def to_embed(self, already: set[str]) -> list[TextChunk]:
-        return [c for c in self.chunks if c.chunk_id not in self.existing and c.chunk_id not in already]
+    def new_chunks(self) -> list[TextChunk]:
+        """Chunks the document did not have when planned: the ones to embed."""
+        return [c for c in self.chunks if c.chunk_id not in self.existing]

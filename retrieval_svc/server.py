@@ -215,11 +215,9 @@ class RetrievalServicer:
 
     def _ingest_batch(self, docs: Iterable[pb.Document], first_index: int) -> IngestSummary:
         summary = self.app.ingestor.ingest([document_from_pb(d) for d in docs], first_index)
-        for ns, lags in summary.new_chunk_lags.items():
-            self.app.telemetry.observe_ingest(ns, 0, lags)
-        if summary.chunks_embedded:
-            ns = next(iter(summary.new_chunk_lags), "default")
-            self.app.telemetry.chunks_embedded.labels(ns).inc(summary.chunks_embedded)
+        for ns in summary.new_chunk_lags.keys() | summary.embedded_by_namespace.keys():
+            self.app.telemetry.observe_ingest(
+                ns, summary.embedded_by_namespace.get(ns, 0), summary.new_chunk_lags.get(ns, ()))
         return summary
 
     @_rpc("Ingest")
