@@ -54,6 +54,10 @@ def parse_args(argv=None):
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--batch-queries", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3, help="rounds of BatchSearch vs sequential Search")
+    p.add_argument("--title", default="prepend", choices=["auto", "prepend", "separate"],
+                   help="which bench/quality.py Cranfield store to use (title handling)")
+    p.add_argument("--window", type=int, default=256, help="... and chunker window (service default)")
+    p.add_argument("--overlap", type=int, default=32, help="... and chunker overlap (service default)")
     p.add_argument("--write-doc", action="store_true", help="replace this script's section of docs/benchmarks.md")
     return p.parse_args(argv)
 
@@ -68,7 +72,9 @@ def log(message: str) -> None:
 def prepare_store(args) -> tuple[Path, str]:
     import quality
 
-    qargs = quality.parse_args(["--dataset", "cranfield", "--data-root", str(args.data_root)])
+    qargs = quality.parse_args(["--dataset", "cranfield", "--data-root", str(args.data_root),
+                                "--title", args.title, "--window", str(args.window),
+                                "--overlap", str(args.overlap)])
     config = quality.store_config(qargs)
     source = common.CACHE / f"store-cranfield-{common.config_hash(config)}"
     target = common.CACHE / f"latency-store-{common.config_hash(config)}"

@@ -6,6 +6,7 @@ rerank, hydrate, total). Per-call `None` options mean "use the configured defaul
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import uuid
@@ -221,12 +222,16 @@ class SearchPipeline:
 
     # --- search ---------------------------------------------------------------
 
-    def search(self, options: SearchOptions) -> SearchResult:
-        return self.search_many([options])[0]
+    def search(self, options: SearchOptions, *, observe: bool = True) -> SearchResult:
+        return self.search_many([options], observe=observe)[0]
 
-    def search_many(self, options: Sequence[SearchOptions]) -> list[SearchResult]:
+    def search_many(self, options: Sequence[SearchOptions], *, observe: bool = True) -> list[SearchResult]:
         """Search a batch: one encoder call for all queries, re-rankings in parallel
-        (so the re-ranker's dynamic batcher sees them together)."""
+        (so the re-ranker's dynamic batcher sees them together).
+
+        `observe=False` keeps the searches out of the serving metrics (stage
+        latencies, served ages, rerank fallbacks): evaluations use it so that
+        SLO alerts see client traffic only."""
         started = time.perf_counter()
         many = len(options) > 1
         work = [_Work(self.resolve(o, f"queries[{i}]" if many else "")) for i, o in enumerate(options)]
@@ -237,16 +242,17 @@ class SearchPipeline:
         for w in work:
             self._retrieve(w)
         reranking = [w for w in work if w.q.rerank and w.fused]
+        rerank = functools.partial(self._rerank, observe=observe)
         if len(reranking) > 1:
-            list(self._rerank_pool.map(self._rerank, reranking))
+            list(self._rerank_pool.map(rerank, reranking))
         else:
             for w in reranking:
-                self._rerank(w)
+                rerank(w)
         total = time.perf_counter() - started
         results = []
         for w in work:
             w.timings["total"] = total if many else time.perf_counter() - started
-            results.append(self._result(w))
+            results.append(self._result(w, observe))
         return results
 
     def _encode(self, work: list[_Work]) -> None:
@@ -304,21 +310,21 @@ class SearchPipeline:
         fuser = make_fuser(q.fusion, rrf_k=q.rrf_k)
         return fuser.fuse({"dense": w.dense, "bm25": w.bm25}, q.weights)
 
-    def _rerank(self, w: _Work) -> None:
+    def _rerank(self, w: _Work, observe: bool = True) -> None:
         t = time.perf_counter()
         texts = {key: chunk.text for key, chunk in w.chunks.items()}
         outcome = self.rerank_stage.rerank(w.q.query, w.fused, texts, w.q.rerank_top_n)
         w.timings["rerank"] = time.perf_counter() - t
         if outcome.fallback:
             w.fallback_reason = outcome.reason
-            if self.telemetry:
+            if self.telemetry and observe:
                 self.telemetry.rerank_fallbacks.labels(outcome.reason).inc()
             return
         w.order = list(outcome.order)
         reranked = outcome.order[: outcome.reranked_count]
         w.rerank_scores = {key: StageScore(i + 1, score) for i, (key, score) in enumerate(reranked)}
 
-    def _result(self, w: _Work) -> SearchResult:
+    def _result(self, w: _Work, observe: bool) -> SearchResult:
         q = w.q
         now = time.time()
         fused_by_key = {c.key: (i + 1, c) for i, c in enumerate(w.fused)}
@@ -337,7 +343,7 @@ class SearchPipeline:
                     staleness_seconds=max(0.0, now - chunk.source_updated_at),
                 )
             )
-        if self.telemetry:
+        if self.telemetry and observe:
             self.telemetry.observe_stages(q.mode.value, w.timings)
             self.telemetry.observe_served(q.namespace, [h.staleness_seconds for h in hits])
         return SearchResult(

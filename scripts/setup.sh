@@ -8,11 +8,14 @@ cd "$(dirname "$0")/.."
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         # policy-rc.d = 101 keeps the package from starting a prometheus daemon;
-        # the tests start and stop their own on 127.0.0.1.
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        # the tests start and stop their own on 127.0.0.1. Remove it only if we made it.
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+            trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        fi
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+        service prometheus stop >/dev/null 2>&1 || true
     else
         echo "setup: install Debian's 'prometheus' package (promtool and prometheus) for the tests" >&2
     fi

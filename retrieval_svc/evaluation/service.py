@@ -147,6 +147,9 @@ class EvaluationRunner:
         metrics = metric_names(ks)
         started_at, t0 = time.time(), time.perf_counter()
         judged = [q for q in query_set.queries if any(r > 0 for r in q.judgements.values())]
+        # Both outcome series exist from the first run on, so rate() sees a first error.
+        self.telemetry.eval_runs.labels(name, "error")
+        self.telemetry.eval_runs.labels(name, "ok")
         result = {
             "query_set": name, "queries_evaluated": len(judged),
             "queries_skipped": len(query_set.queries) - len(judged), "started_at": started_at,
@@ -177,7 +180,7 @@ class EvaluationRunner:
         for q in queries:
             options = _with(template, query=q.text, namespace=namespace, k=depth, mode=mode,
                             rerank=rerank, request_id=f"eval-{q.query_id}")
-            result = self.pipeline.search(options)
+            result = self.pipeline.search(options, observe=False)
             latencies.append(result.timings.get("total", 0.0))
             for s, v in result.timings.items():
                 stage_time[s] = stage_time.get(s, 0.0) + v

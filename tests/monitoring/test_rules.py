@@ -8,6 +8,7 @@ these tests fail rather than skip, so that a CI image missing it is noticed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -163,6 +164,17 @@ def test_rule_unit_tests_pass():
     assert output.count("SUCCESS") == len(RULE_TESTS), output
 
 
+def test_generated_burn_rate_tests_are_up_to_date():
+    path = PROMETHEUS / "tests" / "burn_rate_tests.py"
+    spec = importlib.util.spec_from_file_location("burn_rate_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for generated, text in module.render().items():
+        assert generated.read_text() == text, (
+            f"{generated.name} differs from what {path.name} writes; run python3 {path.relative_to(ROOT)}"
+        )
+
+
 def test_example_config_passes_promtool_check():
     output = run_promtool("check", "config", EXAMPLE_CONFIG)
     assert "1 rule files found" in output, output
@@ -248,6 +260,20 @@ def test_dashboard_panels_query_the_templated_datasource(dashboard):
         assert panel["targets"], f"{panel['title']}: no queries"
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_dashboard_queries_are_valid_promql(dashboard, tmp_path):
+    """promtool parses every panel query, written out as a recording rule with the
+    Grafana variables filled in."""
+    rules = []
+    for panel in dashboard_panels(dashboard):
+        for target in panel.get("targets", []):
+            expr = target["expr"].replace("$__rate_interval", "5m")
+            expr = re.sub(r"\$\{?(job|namespace|query_set)\}?", ".*", expr)
+            rules.append({"record": f"dashboard:panel_{panel['id']}:{target['refId']}", "expr": expr})
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    run_promtool("check", "rules", path)
 
 
 def test_dashboard_queries_use_only_documented_metrics_and_recorded_series(dashboard):

@@ -108,14 +108,18 @@ def test_export_updates_quality_gauges_and_request_metrics(served):
                                                stages=[epb.EVAL_STAGE_BM25]))
     with pytest.raises(grpc.RpcError):
         client.search("x", k=-1)
+    for query in ("orchestra", "sails"):
+        client.search(query, k=3, mode=pb.SEARCH_MODE_BM25)
     text = _scrape(server.metrics_port)
     assert _sample(text, "retrieval_eval_quality", query_set="topics", stage="bm25", metric="ndcg",
                    k="10") == pytest.approx(_metric(resp.stages[0], "ndcg", 10))
     assert _sample(text, "retrieval_eval_last_run_timestamp_seconds", query_set="topics") > time.time() - 60
     assert _sample(text, "retrieval_eval_runs_total", query_set="topics", status="ok") == 1
+    assert _sample(text, "retrieval_eval_runs_total", query_set="topics", status="error") == 0
     assert _sample(text, "retrieval_requests_total", rpc="Search", code="INVALID_ARGUMENT") == 1
     assert _sample(text, "retrieval_requests_total", rpc="Evaluate", code="OK") == 1
-    assert _sample(text, "retrieval_stage_duration_seconds_count", stage="bm25", mode="bm25") >= 4
+    # The evaluation's own 4 searches stay out of the serving metrics; the 2 client searches count.
+    assert _sample(text, "retrieval_stage_duration_seconds_count", stage="bm25", mode="bm25") == 2
     assert _sample(text, "retrieval_documents", namespace="default") == 12
     assert _sample(text, "retrieval_index_missing_chunks", namespace="default", index="dense") == 0
     assert _sample(text, "retrieval_served_chunk_age_seconds_count", namespace="default") > 0
