@@ -105,6 +105,10 @@ class App:
             on_batch=self.telemetry.batch_size.labels("encoder").observe,
         )
         self.store = Store(Path(settings.store.path), index_factories(settings, self.encoder.dimension))
+        from retrieval_svc.dense import resolve_backend
+
+        backend, device = resolve_backend(settings.dense.backend, settings.dense.kind, settings.encoder.device)
+        self.dense_index_description = f"{settings.dense.kind}/{backend}/{device}"
         self.telemetry.add_index_collector(self.store.stats)
         c = settings.chunker
         chunker = make_chunker(c.name, window_tokens=c.window_tokens, overlap_tokens=c.overlap_tokens)

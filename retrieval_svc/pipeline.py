@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from retrieval_svc.domain import (
-    DEFAULT_NAMESPACE, Candidate, Chunk, FusedCandidate, ModelIdentity, SearchMode, StageScore,
+    Candidate, Chunk, FusedCandidate, ModelIdentity, SearchMode, StageScore,
 )
 from retrieval_svc.errors import FailedPrecondition, InvalidArgument, NotFound
 from retrieval_svc.fusion import make_fuser
@@ -236,7 +236,7 @@ class SearchPipeline:
         many = len(options) > 1
         work = [_Work(self.resolve(o, f"queries[{i}]" if many else "")) for i, o in enumerate(options)]
         for w in work:
-            if w.q.namespace != DEFAULT_NAMESPACE and not self.store.has_namespace(w.q.namespace):
+            if not self.store.has_namespace(w.q.namespace):
                 raise NotFound(f"namespace {w.q.namespace!r} does not exist")
         self._encode([w for w in work if w.q.mode != SearchMode.BM25])
         for w in work:

@@ -317,11 +317,10 @@ class RetrievalServicer:
     @_rpc("Info")
     def Info(self, request, context) -> pb.InfoResponse:
         now = time.time()
-        d = self.app.settings.dense
         resp = pb.InfoResponse(
             version=__version__, index_generation=self.app.store.generation,
             models=[_model_pb(m) for m in self.app.pipeline.models],
-            dense_index=f"{d.kind}/{type(self._any_dense()).__name__ if self._any_dense() else d.backend}",
+            dense_index=self.app.dense_index_description,
             config_json=self.app.settings.to_json(),
         )
         for s in self.app.store.stats():
@@ -332,10 +331,6 @@ class RetrievalServicer:
                 if s.oldest_source_updated_at else 0.0,
             )
         return resp
-
-    def _any_dense(self):
-        with self.app.store.reader() as indexes:
-            return next((pair.dense for pair in indexes.values()), None)
 
 
 class EvaluationServicer:

@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from retrieval_svc.domain import DEFAULT_NAMESPACE
 from retrieval_svc.protocols import LexicalIndex, VectorIndex
 from retrieval_svc.store.ledger import Ledger, Transaction
 from retrieval_svc.store.rwlock import ReadWriteLock
@@ -149,7 +150,9 @@ class Store:
             yield self._indexes
 
     def has_namespace(self, namespace: str) -> bool:
-        return namespace in self._indexes or self.ledger.has_namespace(namespace)
+        """The default namespace always exists; others once something was ingested."""
+        return (namespace == DEFAULT_NAMESPACE or namespace in self._indexes
+                or self.ledger.has_namespace(namespace))
 
     def stats(self) -> list[StoreStats]:
         out = []

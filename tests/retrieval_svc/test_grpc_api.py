@@ -129,6 +129,7 @@ def test_info_health_and_reflection(served):
     server, client, _ = served
     info = client.info()
     assert info.models[0].dimension == 384 and info.index_generation > 0
+    assert info.dense_index == "flat/faiss/cpu"
     assert '"window_tokens": 48' in info.config_json
     health = health_pb2_grpc.HealthStub(client.channel)
     for service in ("", "retrieval.v1.RetrievalService", "retrieval.v1.EvaluationService"):
@@ -176,6 +177,12 @@ def test_stream_failure_keeps_what_was_accepted(start_server):
     info = {n.name: n for n in client.info().namespaces}["default"]
     assert info.documents == 4
     assert client.search("telescope galaxies", k=1).hits[0].doc_id.startswith("astronomy")
+
+
+def test_default_namespace_always_exists(start_server):
+    _, client = start_server()
+    assert client.search("anything", k=3).hits == []
+    assert list(client.delete("", ["nothing-here"]).not_found) == ["nothing-here"]
 
 
 def test_invalid_utf8_gets_invalid_argument(start_server):
