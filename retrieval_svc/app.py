@@ -104,7 +104,8 @@ class App:
             max_batch_size=e.batch_size, max_wait_ms=e.max_wait_ms, name="encoder",
             on_batch=self.telemetry.batch_size.labels("encoder").observe,
         )
-        self.store = Store(Path(settings.store.path), index_factories(settings, self.encoder.dimension))
+        self.store = Store(Path(settings.store.path), index_factories(settings, self.encoder.dimension),
+                           prepend_title=settings.chunker.prepend_title)
         from retrieval_svc.dense import resolve_backend
 
         backend, device = resolve_backend(settings.dense.backend, settings.dense.kind, settings.encoder.device)
@@ -112,7 +113,8 @@ class App:
         self.telemetry.add_index_collector(self.store.stats)
         c = settings.chunker
         chunker = make_chunker(c.name, window_tokens=c.window_tokens, overlap_tokens=c.overlap_tokens)
-        self.ingestor = Ingestor(self.store, chunker, self._embed_passages, settings.limits)
+        self.ingestor = Ingestor(self.store, chunker, self._embed_passages, settings.limits,
+                                 prepend_title=c.prepend_title)
         self.rerank_batcher = None
         rerank_stage = None
         if self.reranker is not None:

@@ -102,3 +102,8 @@ class ModelIdentity:
     revision: str  # content hash of the weights
     dimension: int = 0
     device: str = "cpu"
+
+
+def indexed_text(title: str, text: str, prepend_title: bool) -> str:
+    """What the encoder and BM25 see for a chunk: its text, headed by the title."""
+    return f"{title}\n\n{text}" if prepend_title and title else text

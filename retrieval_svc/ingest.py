@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from retrieval_svc.domain import DEFAULT_NAMESPACE, Document, TextChunk
+from retrieval_svc.domain import DEFAULT_NAMESPACE, Document, TextChunk, indexed_text
 from retrieval_svc.errors import InvalidArgument, NotFound, ResourceExhausted
 from retrieval_svc.protocols import Chunker
 from retrieval_svc.settings import LimitSettings
@@ -116,11 +116,12 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 class Ingestor:
     def __init__(self, store: Store, chunker: Chunker, embed_passages: EmbedFn,
-                 limits: LimitSettings) -> None:
+                 limits: LimitSettings, prepend_title: bool = False) -> None:
         self.store = store
         self.chunker = chunker
         self.embed_passages = embed_passages
         self.limits = limits
+        self.prepend_title = prepend_title
 
     def ingest(self, documents: Sequence[Document], first_index: int = 0) -> IngestSummary:
         """Validate, chunk, embed and commit one batch atomically (all or nothing).
@@ -138,7 +139,7 @@ class Ingestor:
         latest = {(d.namespace, d.doc_id): d for d in valid}
         plans = [self._plan(doc) for doc in latest.values()]
         pending = [(plan.doc.namespace, c) for plan in plans for c in plan.new_chunks()]
-        vectors = self._embed([c.text for _, c in pending])
+        vectors = self._embed([self._indexed(plan.doc, c) for plan in plans for c in plan.new_chunks()])
         embedded = {c.chunk_id: v for (_, c), v in zip(pending, vectors)}
         summary = IngestSummary(chunks_embedded=len(pending))
         for namespace, _ in pending:
@@ -151,7 +152,7 @@ class Ingestor:
                 missing = [c for c in plan.chunks if c.chunk_id not in existing
                            and c.chunk_id not in embedded]
                 if missing:
-                    for c, v in zip(missing, self._embed([c.text for c in missing])):
+                    for c, v in zip(missing, self._embed([self._indexed(plan.doc, c) for c in missing])):
                         embedded[c.chunk_id] = v
                     summary.chunks_embedded += len(missing)
                     ns = plan.doc.namespace
@@ -160,13 +161,20 @@ class Ingestor:
         summary.index_generation = self.store.generation
         return summary
 
+    def _indexed(self, doc: Document, chunk: TextChunk) -> str:
+        return indexed_text(doc.title, chunk.text, self.prepend_title)
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return self.embed_passages(texts)
 
     def _plan(self, doc: Document) -> "_Plan":
-        chunks = self.chunker.split(f"{doc.namespace}\x1f{doc.doc_id}", doc.text)
+        # With titles in the index, the title is part of every chunk's identity.
+        key = f"{doc.namespace}\x1f{doc.doc_id}"
+        if self.prepend_title and doc.title:
+            key += f"\x1f{doc.title}"
+        chunks = self.chunker.split(key, doc.text)
         existing = self.store.ledger.doc_chunk_ids(doc.namespace, doc.doc_id)
         return _Plan(doc, content_hash(doc), chunks, existing)
 
@@ -201,7 +209,7 @@ class Ingestor:
         change = commit.change(doc.namespace)
         change.removed.extend(removed)
         change.added_keys.extend(keys)
-        change.added_texts.extend(r.text for r in new_rows)
+        change.added_texts.extend(indexed_text(doc.title, r.text, self.prepend_title) for r in new_rows)
         change.added_vectors.extend(r.embedding for r in new_rows)
         summary.chunks_added += len(added)
         summary.chunks_unchanged += len(kept)

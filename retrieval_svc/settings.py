@@ -69,6 +69,11 @@ class ChunkerSettings:
     name: str = "window"
     window_tokens: int = 256
     overlap_tokens: int = 32
+    # Index every chunk as "title\n\nchunk text" (embedding and BM25), so a chunk
+    # deep in a document still carries what the document is about. Hits return
+    # the chunk text alone. The title is part of the chunk-id key, so a changed
+    # title re-embeds the document's chunks.
+    prepend_title: bool = True
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from retrieval_svc.domain import DEFAULT_NAMESPACE
+from retrieval_svc.domain import DEFAULT_NAMESPACE, indexed_text
 from retrieval_svc.protocols import LexicalIndex, VectorIndex
 from retrieval_svc.store.ledger import Ledger, Transaction
 from retrieval_svc.store.rwlock import ReadWriteLock
@@ -76,8 +76,9 @@ class IndexChange:
 
 
 class Store:
-    def __init__(self, path: Path, factories: IndexFactories) -> None:
+    def __init__(self, path: Path, factories: IndexFactories, prepend_title: bool = False) -> None:
         self.path = Path(path)
+        self.prepend_title = prepend_title
         self.path.mkdir(parents=True, exist_ok=True)
         self._factories = factories
         self.ledger = Ledger(self.path / "ledger.sqlite3")
@@ -131,9 +132,12 @@ class Store:
         started = time.perf_counter()
         pair = IndexPair(self._factories.new_dense(), self._factories.new_lexical())
         count = 0
-        for keys, texts, vectors in self.ledger.iter_index_rows(namespace):
+        for keys, titles, texts, vectors in self.ledger.iter_index_rows(namespace):
             pair.dense.add(keys, vectors)
-            pair.lexical.add(keys.tolist(), texts)
+            pair.lexical.add(
+                keys.tolist(),
+                [indexed_text(title, text, self.prepend_title) for title, text in zip(titles, texts)],
+            )
             count += len(keys)
         log.info(
             "rebuilt indexes of namespace %r from the ledger: %d chunks in %.2fs",

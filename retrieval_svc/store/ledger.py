@@ -208,14 +208,16 @@ class Ledger:
         return out
 
     def iter_index_rows(self, namespace: str, batch: int = 4096) -> Iterator[tuple]:
-        """(keys int64[], texts, embeddings float32[n, d]) batches for rebuilding indexes."""
+        """(keys int64[], titles, texts, embeddings float32[n, d]) batches for rebuilding indexes."""
         cursor = self._reader.execute(
-            "SELECT key, text, embedding FROM chunks WHERE namespace = ? ORDER BY key", (namespace,)
+            "SELECT c.key, d.title, c.text, c.embedding FROM chunks c JOIN documents d "
+            "ON d.namespace = c.namespace AND d.doc_id = c.doc_id WHERE c.namespace = ? ORDER BY c.key",
+            (namespace,),
         )
         while rows := cursor.fetchmany(batch):
             keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
-            yield keys, [r[1] for r in rows], vectors
+            vectors = np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows])
+            yield keys, [r[1] for r in rows], [r[2] for r in rows], vectors
 
     def chunk_keys(self, namespace: str) -> np.ndarray:
         rows = self._reader.execute("SELECT key FROM chunks WHERE namespace = ?", (namespace,))

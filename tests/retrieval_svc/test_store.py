@@ -114,3 +114,34 @@ def test_indexes_match_ledger_after_mixed_writes(start_server):
     with server.app.store.reader() as indexes:
         assert np.array_equal(np.sort(indexes["default"].dense.keys()), ledger_keys)
         assert np.array_equal(np.sort(indexes["default"].lexical.keys()), ledger_keys)
+
+
+def test_titles_head_every_chunk_in_the_index(start_server, tmp_path):
+    server, client = start_server(store_path=tmp_path / "titled")
+    body = " ".join(f"Sentence {i} talks about gears, levers and pulleys." for i in range(20))
+    client.ingest([Document("", "machines", body, title="Zeppelin maintenance manual")])
+    chunks = client.get_document("", "machines", include_chunks=True).chunks
+    assert len(chunks) > 2
+    hits = client.search("zeppelin", k=50, mode=pb.SEARCH_MODE_BM25).hits
+    # Only the title holds the word, yet every chunk matches; hits return the raw chunk text.
+    assert {h.chunk_id for h in hits} == {c.chunk_id for c in chunks}
+    assert all("Zeppelin" not in h.text for h in hits)
+    before = {(q, m): _ranking(client, q, m) for q in ("zeppelin", "gears and levers") for m in MODES}
+    # A restart rebuilds BM25 from the ledger with the same titled text.
+    server.grpc.stop(0).wait()
+    server.app.store._indexes.clear()
+    server.app.store.ledger.close()
+    _, client2 = start_server(store_path=tmp_path / "titled")
+    assert {(q, m): _ranking(client2, q, m) for q in ("zeppelin", "gears and levers") for m in MODES} == before
+    # A new title changes what every chunk embeds, so every chunk is re-embedded.
+    summary = client2.ingest([Document("", "machines", body, title="Airship upkeep")])
+    assert summary.chunks_embedded == len(chunks) and summary.documents_updated == 1
+    assert client2.search("zeppelin", k=5, mode=pb.SEARCH_MODE_BM25).hits == []
+
+
+def test_titles_stay_out_of_the_index_when_disabled(start_server):
+    _, client = start_server(chunker={"prepend_title": False})
+    client.ingest([Document("", "d", "Gears and levers.", title="Zeppelin")])
+    assert client.search("zeppelin", k=5, mode=pb.SEARCH_MODE_BM25).hits == []
+    summary = client.ingest([Document("", "d", "Gears and levers.", title="Airship")])
+    assert summary.documents_updated == 1 and summary.chunks_embedded == 0
