@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +135,7 @@ class App:
             self.reranker.identity if self.reranker else None, self.telemetry,
         )
         self.evaluations = EvaluationRunner(self.pipeline, self.telemetry, settings)
+        self._passage_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="passage-encoder")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -141,10 +143,13 @@ class App:
         return np.asarray(self.encoder_batcher.run(list(texts)), dtype=np.float32)
 
     def _embed_passages(self, texts) -> np.ndarray:
+        # On a thread of its own: FAISS sets OpenMP to dense.search_threads in every thread
+        # that touches an index (libgomp's setting is per thread), and torch's intra-op
+        # parallelism in such a gRPC worker thread would then run on that one thread too.
         prefix = self.settings.encoder.passage_prefix
-        return np.asarray(
-            self.encoder.encode([prefix + t for t in texts], is_query=False), dtype=np.float32
-        )
+        job = self._passage_encoder.submit(
+            self.encoder.encode, [prefix + t for t in texts], is_query=False)
+        return np.asarray(job.result(), dtype=np.float32)
 
     def start_background(self) -> None:
         """Index snapshots and scheduled evaluations, off the request path."""
@@ -177,6 +182,7 @@ class App:
         for thread in self._threads:
             thread.join(timeout=10)
         self.pipeline.close()
+        self._passage_encoder.shutdown(wait=True)
         self.encoder_batcher.close()
         if self.rerank_batcher is not None:
             self.rerank_batcher.close()

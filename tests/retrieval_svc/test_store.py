@@ -145,3 +145,26 @@ def test_titles_stay_out_of_the_index_when_disabled(start_server):
     assert client.search("zeppelin", k=5, mode=pb.SEARCH_MODE_BM25).hits == []
     summary = client.ingest([Document("", "d", "Gears and levers.", title="Airship")])
     assert summary.documents_updated == 1 and summary.chunks_embedded == 0
+
+
+def test_passage_encodes_keep_torch_threads_after_faiss_updates(start_server, encoder):
+    """FAISS pins OpenMP to dense.search_threads in each thread that touches an index; ingest's
+    encodes must not inherit that (they run on their own thread)."""
+    import torch
+
+    seen = []
+
+    class Recording(CountingEncoder):
+        def encode(self, texts, *, is_query):
+            if not is_query:
+                seen.append(torch.get_num_threads())
+            return super().encode(texts, is_query=is_query)
+
+    fresh = []
+    probe = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    probe.start()
+    probe.join()
+    _, client = start_server(encoder_override=Recording(encoder), server={"max_workers": 4})
+    for i in range(8):  # more ingests than workers: some worker encodes after its own FAISS update
+        client.ingest(topic_documents(namespace=f"ns{i}", per_topic=1))
+    assert len(seen) == 8 and set(seen) == set(fresh)
