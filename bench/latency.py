@@ -2,17 +2,19 @@
 
     .venv/bin/python bench/latency.py [--queries 200] [--write-doc]
 
-Corpus: the Cranfield store that bench/quality.py builds (default config). The
-script copies its ledger into bench/.cache/latency-store-<hash> (indexes are
+Corpus: the Cranfield store that bench/quality.py builds (its default config,
+which follows the service defaults). The script copies its ledger into
+bench/.cache/latency-store-<hash> (indexes are
 rebuilt from the stored embeddings, nothing is embedded) so it never shares a
 store folder with a running quality benchmark. Without that store it ingests
 Cranfield itself (about 5 minutes of encoding on 2 busy cores).
 
 Measured, client side (perf_counter around each RPC), k = 10:
 
-1. Latency p50/p95 and throughput per mode -- dense, bm25, hybrid (RRF),
-   hybrid + rerank (tiny UNTRAINED cross-encoder, rerank_top_n 50, the
-   service's default 2 s re-rank budget) -- at concurrency 1 and 16 (client
+1. Latency p50/p95 and throughput per mode -- dense, bm25, hybrid (the
+   service's default fusion), hybrid + rerank (tiny UNTRAINED cross-encoder,
+   rerank_top_n 50, the service's default 2 s re-rank budget) -- at
+   concurrency 1 and 16 (client
    threads sharing one channel; a grpc channel is thread-safe and multiplexes
    calls over one HTTP/2 connection), `--queries` searches per cell (the
    Cranfield queries, cycled). Dynamic batching at the service default
@@ -54,10 +56,10 @@ def parse_args(argv=None):
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--batch-queries", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3, help="rounds of BatchSearch vs sequential Search")
-    p.add_argument("--title", default="prepend", choices=["auto", "prepend", "separate"],
-                   help="which bench/quality.py Cranfield store to use (title handling)")
-    p.add_argument("--window", type=int, default=256, help="... and chunker window (service default)")
-    p.add_argument("--overlap", type=int, default=32, help="... and chunker overlap (service default)")
+    p.add_argument("--title", default=None, choices=["auto", "prepend", "separate"],
+                   help="which bench/quality.py Cranfield store to use: title handling (default: quality.py's)")
+    p.add_argument("--window", type=int, default=None, help="... chunker window (default: the service's)")
+    p.add_argument("--overlap", type=int, default=None, help="... chunker overlap (default: the service's)")
     p.add_argument("--write-doc", action="store_true", help="replace this script's section of docs/benchmarks.md")
     return p.parse_args(argv)
 
@@ -69,24 +71,29 @@ def log(message: str) -> None:
 # --- store ------------------------------------------------------------------------
 
 
-def prepare_store(args) -> tuple[Path, str]:
+def prepare_store(args) -> tuple[Path, str, object]:
+    """(store folder, where it came from, base Settings matching how it was built)."""
     import quality
 
-    qargs = quality.parse_args(["--dataset", "cranfield", "--data-root", str(args.data_root),
-                                "--title", args.title, "--window", str(args.window),
-                                "--overlap", str(args.overlap)])
+    argv = ["--dataset", "cranfield", "--data-root", str(args.data_root)]
+    for flag, value in (("--title", args.title), ("--window", args.window), ("--overlap", args.overlap)):
+        if value is not None:
+            argv += [flag, str(value)]
+    qargs = quality.parse_args(argv)
     config = quality.store_config(qargs)
     source = common.CACHE / f"store-cranfield-{common.config_hash(config)}"
     target = common.CACHE / f"latency-store-{common.config_hash(config)}"
+    origin = f"copy of `{source.relative_to(common.REPO)}` ({quality.config_label(qargs)})"
+    settings = quality.service_settings(target, qargs, {}, None)
     if (target / "ledger.sqlite3").exists():
-        return target, f"copy of `{source.relative_to(common.REPO)}`"
-    if not (source / "ledger.sqlite3").exists():
-        log("no Cranfield store from bench/quality.py: ingesting Cranfield (slow) ...")
+        return target, origin, settings
+    if not (source / "bench-ingested.json").exists():
+        log("no finished Cranfield store from bench/quality.py: ingesting Cranfield (slow) ...")
         docs, _ = quality.documents(qargs)
         with common.running_service(quality.service_settings(source, qargs, {}, None)) as (_, client):
-            quality.ensure_ingested(client, docs, NAMESPACE)
+            quality.ensure_ingested(client, docs, NAMESPACE, source)
     common.copy_ledger(source, target)
-    return target, f"copy of `{source.relative_to(common.REPO)}`"
+    return target, origin, settings
 
 
 def query_texts(args) -> list[str]:
@@ -103,8 +110,9 @@ def request(text: str, mode: str):
 
     modes = {"dense": pb.SEARCH_MODE_DENSE, "bm25": pb.SEARCH_MODE_BM25,
              "hybrid": pb.SEARCH_MODE_HYBRID, "hybrid+rerank": pb.SEARCH_MODE_HYBRID}
+    # Fusion left unset: the service's configured default.
     r = pb.SearchRequest(query=text, namespace=NAMESPACE, k=10, mode=modes[mode],
-                         fusion=pb.FUSION_METHOD_RRF, rerank=(mode == "hybrid+rerank"))
+                         rerank=(mode == "hybrid+rerank"))
     if mode == "hybrid+rerank":
         r.rerank_top_n = RERANK_TOP_N
     return r
@@ -184,19 +192,20 @@ BATCHING = {
 
 
 def run(args) -> dict:
-    store, origin = prepare_store(args)
+    store, origin, base = prepare_store(args)
     texts = query_texts(args)
     reranker = common.tiny_cross_encoder()
     result = {"date": common.today(), "machine": common.machine_line(), "command": common.command_line(),
               "store": f"`{store.relative_to(common.REPO)}` ({origin})", "cells": [], "batching": [],
               "batch_search": [], "args": vars(args) | {"data_root": str(args.data_root)}}
     for label, encoder in BATCHING.items():
-        settings = common.bench_settings(store, encoder=encoder,
-                                         reranker={"model": str(reranker), "device": "cpu"})
+        settings = base.replace(encoder=encoder, reranker={"model": str(reranker), "device": "cpu"})
         with common.running_service(settings) as (_, client):
             if not result.get("corpus"):
                 documents, chunks = common.namespace_counts(client, NAMESPACE)
-                result["corpus"] = {"documents": documents, "chunks": chunks}
+                probe = client.retrieval.Search(request(texts[0], "hybrid"), timeout=120)
+                fusion = {1: "rrf", 2: "minmax", 3: "zscore"}.get(probe.fusion, "?")
+                result["corpus"] = {"documents": documents, "chunks": chunks, "fusion": fusion}
             warm_up(client, texts)
             if label.startswith("on:"):
                 for concurrency in (1, args.concurrency):
@@ -246,7 +255,8 @@ def report(r: dict) -> str:
         f"- date: {r['date']}; machine: {r['machine']}",
         f"- command: `{r['command']}`",
         f"- corpus: Cranfield, {corpus.get('documents')} documents / {corpus.get('chunks')} chunks, store "
-        f"{r['store']}; FAISS flat (CPU), BM25, RRF; k = 10; queries: the 225 Cranfield test queries, cycled",
+        f"{r['store']}; FAISS flat (CPU), BM25, hybrid fusion = the service default ({corpus.get('fusion')}); "
+        f"k = 10; queries: the 225 Cranfield test queries, cycled",
         f"- client-side latency (one RPC, perf_counter), {a['queries']} searches per cell; concurrency = "
         f"client threads sharing one channel; re-rank = tiny UNTRAINED cross-encoder (2 layers, width 32) over "
         f"the top {RERANK_TOP_N} fused chunks with the default 2 s budget (fallbacks = searches that ran past "

@@ -26,7 +26,7 @@ only if it is prepended to the text. "auto" (default) prepends it unless the
 text already starts with it (every Cranfield text does); "prepend" always
 does; "separate" never does.
 
-BM25 variants (`--k1`, `--b`, `--stopwords`, `--stemmer`) use a copy of the
+BM25 variants (`--k1`, `--b`, `--[no-]stopwords`, `--stemmer`) use a copy of the
 base store's ledger with its own index snapshot, so they embed nothing.
 """
 
@@ -81,8 +81,11 @@ def parse_args(argv=None):
                         "10 (at least 100), so that recall@100 sees about 100 distinct documents")
     p.add_argument("--k1", type=float, default=None, help="BM25 k1 variant (default: the service's 1.5)")
     p.add_argument("--b", type=float, default=None, help="BM25 b variant (default: the service's 0.75)")
-    p.add_argument("--stopwords", action="store_true", help="BM25 variant: drop English stop words")
-    p.add_argument("--stemmer", default="", help="BM25 variant: 'porter'")
+    p.add_argument("--stopwords", action=argparse.BooleanOptionalAction, default=None,
+                   help="BM25 variant: drop (or with --no-stopwords keep) English stop words "
+                        "(default: the service's bm25.stopwords)")
+    p.add_argument("--stemmer", choices=["porter", "none"], default=None,
+                   help="BM25 variant: stemmer (default: the service's bm25.stemmer)")
     p.add_argument("--no-rerank", action="store_true", help="skip the re-ranked stage")
     p.add_argument("--no-diagnostics", action="store_true", help="skip depth-100 runs and distinct-doc counts")
     p.add_argument("--write-doc", action="store_true",
@@ -142,18 +145,45 @@ def bm25_variant(args) -> dict:
         variant["k1"] = args.k1
     if args.b is not None:
         variant["b"] = args.b
-    if args.stopwords:
-        variant["stopwords"] = True
-    if args.stemmer:
-        variant["stemmer"] = args.stemmer
+    if args.stopwords is not None:
+        variant["stopwords"] = args.stopwords
+    if args.stemmer is not None:
+        variant["stemmer"] = "" if args.stemmer == "none" else args.stemmer
     return variant
 
 
-def config_label(args) -> str:
-    parts = [f"title={args.title}", f"window={args.window}/{args.overlap}"]
-    for key, value in bm25_variant(args).items():
-        parts.append(f"bm25.{key}={value}")
+# BM25 defaults of the service before commit d055b14 (stop words and Porter stemming
+# became the default then); results measured earlier carry no "bm25_effective".
+OLD_BM25_DEFAULTS = {"k1": 1.5, "b": 0.75, "stopwords": False, "stemmer": ""}
+
+
+def bm25_effective(variant: dict) -> dict:
+    from retrieval_svc.settings import Settings
+
+    b = Settings().bm25
+    return {"k1": b.k1, "b": b.b, "stopwords": b.stopwords, "stemmer": b.stemmer or "", **variant}
+
+
+TITLE_LABELS = {
+    "separate": "title as header of every chunk",
+    "prepend": "title in document text",
+    "auto": "title in text unless already there",
+}
+
+
+def label_for(config: dict, bm25: dict) -> str:
+    """A short description of a store configuration and the effective BM25 settings, for tables."""
+    tokens = "+".join(name for name, on in (("stop words", bm25["stopwords"]),
+                                            (bm25["stemmer"], bool(bm25["stemmer"]))) if on) or "plain"
+    parts = [TITLE_LABELS.get(config["title"], config["title"]),
+             f"window {config['window_tokens']}/{config['overlap_tokens']}", f"BM25 {tokens}"]
+    if (bm25["k1"], bm25["b"]) != (1.5, 0.75):
+        parts.append(f"k1={bm25['k1']:g} b={bm25['b']:g}")
     return ", ".join(parts)
+
+
+def config_label(args) -> str:
+    return label_for(store_config(args), bm25_effective(bm25_variant(args)))
 
 
 def service_settings(store: Path, args, bm25: dict, reranker_path: Path | None):
@@ -371,6 +401,7 @@ def run(args) -> dict:
 
     result = {
         "dataset": args.dataset, "split": args.split, "config": config, "bm25_variant": variant,
+        "bm25_effective": bm25_effective(variant),
         "label": config_label(args), "store": str(store.relative_to(common.REPO)),
         "documents": ns.documents if ns else 0, "chunks": ns.chunks if ns else 0,
         "skipped_docs": skipped, "queries": first.queries_evaluated, "rows": rows,
@@ -381,7 +412,8 @@ def run(args) -> dict:
     }
     results_dir = common.CACHE / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    key = f"quality-{args.dataset}-{args.split}-{common.config_hash({**config, **variant, 'depth': args.depth})}"
+    key = (f"quality-{args.dataset}-{args.split}-"
+           f"{common.config_hash({**config, 'bm25': bm25_effective(variant), 'depth': args.depth})}")
     (results_dir / f"{key}.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -436,7 +468,17 @@ def variants_table(dataset: str, split: str) -> str:
     headers = ["configuration", "depth", "chunks", "BM25 nDCG@10", "dense nDCG@10", "RRF nDCG@10",
                "minmax nDCG@10", "zscore nDCG@10", "RRF R@100", "measured"]
     rows = []
-    for res in sorted(results, key=lambda r: r["label"]):
+    latest: dict[tuple, dict] = {}
+    for res in results:
+        bm25 = res.get("bm25_effective") or {**OLD_BM25_DEFAULTS, **res.get("bm25_variant", {})}
+        res["label"] = label_for(res["config"], bm25)
+        key = (res["label"], res["rows"][0]["depth"])
+        if key not in latest or res["date"] > latest[key]["date"]:
+            latest[key] = res  # the same configuration measured again: keep the newest
+    results = list(latest.values())
+    order = {"separate": 0, "prepend": 1, "auto": 2}
+    for res in sorted(results, key=lambda r: (order.get(r["config"]["title"], 3), r["config"]["window_tokens"],
+                                              r["label"], r["rows"][0]["depth"])):
         by = {r["stage"]: r for r in res["rows"]}
         get = lambda stage, metric="ndcg@10": by[stage][metric] if stage in by else float("nan")  # noqa: E731
         rows.append([res["label"], res["rows"][0]["depth"], res["chunks"], get("bm25"), get("dense"),
