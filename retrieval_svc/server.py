@@ -25,7 +25,7 @@ from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.app import App
 from retrieval_svc.domain import Document, SearchMode
-from retrieval_svc.errors import InvalidArgument, NotFound, RetrievalError
+from retrieval_svc.errors import InvalidArgument, NotFound, ResourceExhausted, RetrievalError
 from retrieval_svc.ingest import IngestSummary, normalize_namespace
 from retrieval_svc.pipeline import SearchOptions, SearchResult
 
@@ -262,8 +262,6 @@ class RetrievalServicer:
         _check_decoded(request)
         limit = self.app.settings.limits.max_batch_queries
         if len(request.queries) > limit:
-            from retrieval_svc.errors import ResourceExhausted
-
             raise ResourceExhausted(
                 f"batch has {len(request.queries)} queries, over limits.max_batch_queries={limit}"
             )

@@ -249,3 +249,14 @@ def test_other_bad_requests(served):
         assert _code(e) == code, e.value.details()
     # The server is still healthy and nothing accepted was lost.
     assert {n.name: n for n in client.info().namespaces}["default"].documents == 12
+
+
+def test_oversized_batches_get_resource_exhausted(start_server):
+    _, client = start_server(limits={"max_batch_queries": 2, "max_batch_documents": 3})
+    with pytest.raises(grpc.RpcError) as e:
+        client.batch_search([pb.SearchRequest(query=f"q{i}") for i in range(3)])
+    assert _code(e) == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_batch_queries=2" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        client.ingest(topic_documents()[:4], batch_size=4)
+    assert _code(e) == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_batch_documents=3" in e.value.details()
+    assert client.ingest(topic_documents()[:4], batch_size=3).documents_added == 4
