@@ -51,7 +51,20 @@ section says otherwise.
 # --- machine and time ------------------------------------------------------------
 
 
+_MACHINE_LINE: str | None = None
+
+
 def machine_line() -> str:
+    """The machine, torch's thread count and the load average, as of the first call:
+    call it when a benchmark starts (App's FAISS set-up lowers torch's thread count in
+    the thread that builds it, and the load average changes)."""
+    global _MACHINE_LINE
+    if _MACHINE_LINE is None:
+        _MACHINE_LINE = _describe_machine()
+    return _MACHINE_LINE
+
+
+def _describe_machine() -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()

@@ -119,6 +119,7 @@ def run(args) -> dict:
     from retrieval_svc.domain import indexed_text
     from retrieval_svc.settings import Settings
 
+    common.machine_line()  # as of the start
     defaults = Settings().chunker
     args.window = args.window or defaults.window_tokens
     args.overlap = defaults.overlap_tokens if args.overlap is None else args.overlap

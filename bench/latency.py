@@ -192,6 +192,7 @@ BATCHING = {
 
 
 def run(args) -> dict:
+    common.machine_line()  # as of the start
     store, origin, base = prepare_store(args)
     texts = query_texts(args)
     reranker = common.tiny_cross_encoder()

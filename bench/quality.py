@@ -349,6 +349,7 @@ def distinct_documents(client, qs, namespace: str, depth: int, mode_name: str) -
 def run(args) -> dict:
     from retrieval_svc.settings import Settings
 
+    common.machine_line()  # as of the start
     docs, skipped = documents(args)
     config = store_config(args)
     base = common.CACHE / f"store-{args.dataset}-{common.config_hash(config)}"
