@@ -226,7 +226,7 @@ def report(r: dict) -> str:
         f"- re-ingest of the unchanged corpus embedded {r['reingest_embedded']} chunks "
         f"({r['reingest_unchanged']} documents reported unchanged) in {r['reingest_seconds']:.1f} s",
         f"- first ingest embedded {r['chunks_embedded']} chunks for {chunks} new chunks",
-        f"- torch intra-op threads seen by the service's passage-encode calls: "
+        "- torch intra-op threads seen by the service's passage-encode calls: "
         + ", ".join(f"{k} thread(s): {v} calls" for k, v in r["service_torch_threads"].items())
         + f"; raw runs: {r['raw_torch_threads']} (FAISS sets OpenMP to dense.search_threads = 1 in every "
         "thread that touches an index, and torch's intra-op threads follow it, so an encode in such a "

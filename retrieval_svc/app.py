@@ -38,7 +38,7 @@ def index_factories(settings: Settings, dimension: int) -> IndexFactories:
         load_dense=lambda path: load_vector_index(
             path, backend=d.backend, device=settings.encoder.device, kind=d.kind, **dict(d.params)
         ),
-        load_lexical=lambda path: BM25Index.load(path, tokenizer),
+        load_lexical=lambda path: BM25Index.load(path, tokenizer, k1=b.k1, b=b.b, epsilon=b.epsilon),
     )
 
 

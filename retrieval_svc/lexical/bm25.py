@@ -308,11 +308,14 @@ class BM25Index:
 
     @classmethod
     def load(
-        cls, path: Path, tokenizer: Callable[[str], list[str]] | None = None
+        cls, path: Path, tokenizer: Callable[[str], list[str]] | None = None, *,
+        k1: float | None = None, b: float | None = None, epsilon: float | None = None,
     ) -> "BM25Index":
         """Read an index `save` wrote. `tokenizer` None means the saved `Tokenizer`
         spec; ValueError if the file is not such an index, or if `tokenizer` is a
-        `Tokenizer` other than the one the index was built with."""
+        `Tokenizer` other than the one the index was built with. `k1`, `b` and
+        `epsilon` act only at query time, so given values replace the saved ones
+        (a changed configuration takes effect without a rebuild)."""
         with np.load(Path(path), allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         try:
@@ -332,7 +335,12 @@ class BM25Index:
                 f"{path} was built with tokenizer {saved_spec}, not {tokenizer.spec}; "
                 "rebuild the index to change tokenizers"
             )
-        index = cls(tokenizer, k1=meta["k1"], b=meta["b"], epsilon=meta["epsilon"])
+        index = cls(
+            tokenizer,
+            k1=meta["k1"] if k1 is None else k1,
+            b=meta["b"] if b is None else b,
+            epsilon=meta["epsilon"] if epsilon is None else epsilon,
+        )
         index._restore(arrays)
         return index
 

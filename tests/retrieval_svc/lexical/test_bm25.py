@@ -432,3 +432,19 @@ def test_rejects_bad_parameters():
     for params, name in [({"k1": -1}, "k1"), ({"b": 1.5}, "b"), ({"epsilon": math.nan}, "epsilon")]:
         with pytest.raises(ValueError, match=name):
             BM25Index(**params)
+
+
+def test_load_takes_configured_parameters_and_scores_like_a_fresh_index(tmp_path):
+    texts = ["the cat sat on the mat", "a dog sat", "cats and dogs and mats", "mat mat mat cat"]
+    texts += [f"filler words number {i} about nothing in particular" for i in range(12)]
+    saved = BM25Index(make_tokenizer(), k1=1.5, b=0.75, epsilon=0.25)
+    saved.add(list(range(len(texts))), texts)
+    saved.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25", make_tokenizer(), k1=0.9, b=0.4, epsilon=0.1)
+    fresh = BM25Index(make_tokenizer(), k1=0.9, b=0.4, epsilon=0.1)
+    fresh.add(list(range(len(texts))), texts)
+    assert (loaded.k1, loaded.b, loaded.epsilon) == (0.9, 0.4, 0.1)
+    assert loaded.search("cat mat", 4) == fresh.search("cat mat", 4)
+    assert loaded.search("cat mat", 4) != saved.search("cat mat", 4)
+    kept = BM25Index.load(tmp_path / "bm25", make_tokenizer())
+    assert (kept.k1, kept.b, kept.epsilon) == (1.5, 0.75, 0.25)
