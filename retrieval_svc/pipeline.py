@@ -290,6 +290,10 @@ class SearchPipeline:
             w.fused = self._fuse(w)
             w.timings["fuse"] = time.perf_counter() - t
             t = time.perf_counter()
+            # Only what can be served or re-ranked is read from the ledger; recency decay
+            # can promote any candidate, so it needs them all.
+            needed = len(w.fused) if q.recency_weight else max(q.k, q.rerank_top_n if q.rerank else 0)
+            w.fused = w.fused[:needed]
             keys = [c.key for c in w.fused]
             w.chunks = self.store.ledger.chunks_by_key(keys)
             w.docs = self.store.ledger.documents_meta(
