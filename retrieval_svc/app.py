@@ -105,8 +105,10 @@ class App:
             max_batch_size=e.batch_size, max_wait_ms=e.max_wait_ms, name="encoder",
             on_batch=self.telemetry.batch_size.labels("encoder").observe,
         )
+        ident = self.encoder.identity
         self.store = Store(Path(settings.store.path), index_factories(settings, self.encoder.dimension),
-                           prepend_title=settings.chunker.prepend_title)
+                           prepend_title=settings.chunker.prepend_title,
+                           encoder=f"{ident.name}@{ident.revision} ({self.encoder.dimension}-d)")
         from retrieval_svc.dense import resolve_backend
 
         backend, device = resolve_backend(settings.dense.backend, settings.dense.kind, settings.encoder.device)

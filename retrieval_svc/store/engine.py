@@ -76,12 +76,19 @@ class IndexChange:
 
 
 class Store:
-    def __init__(self, path: Path, factories: IndexFactories, prepend_title: bool = False) -> None:
+    def __init__(self, path: Path, factories: IndexFactories, prepend_title: bool = False,
+                 encoder: str | None = None) -> None:
         self.path = Path(path)
         self.prepend_title = prepend_title
         self.path.mkdir(parents=True, exist_ok=True)
         self._factories = factories
         self.ledger = Ledger(self.path / "ledger.sqlite3")
+        if encoder is not None:
+            try:
+                self.ledger.bind_encoder(encoder)
+            except ValueError:
+                self.ledger.close()
+                raise
         self._lock = ReadWriteLock()
         self._indexes: dict[str, IndexPair] = {}
         self._snapshot_lock = threading.Lock()
@@ -255,7 +262,6 @@ class Commit:
 
     def __init__(self, tx: Transaction, store: Store) -> None:
         self.tx = tx
-        self.ledger = store.ledger
         self.changes: dict[str, IndexChange] = {}
 
     def change(self, namespace: str) -> IndexChange:

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -130,6 +130,27 @@ class Ledger:
 
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
+
+    def bind_encoder(self, identity: str) -> None:
+        """Record which encoder made the stored embeddings; refuse another one.
+
+        Vectors of two models must never share an index. An empty ledger takes the
+        new identity; a ledger with chunks keeps its own and raises ValueError."""
+        stored = self.get_meta("encoder")
+        if stored == identity:
+            return
+        chunks = self._reader.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        if stored is not None and chunks:
+            raise ValueError(
+                f"the store at {self.path.parent} holds {chunks} chunks embedded by {stored}, "
+                f"not by the configured encoder {identity}; use a new store.path (and re-ingest) "
+                "or configure the encoder the store was built with"
+            )
+        self._writer.execute(
+            "INSERT INTO meta (key, value) VALUES ('encoder', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (identity,),
+        )
 
     # --- transactions ---------------------------------------------------------
 
@@ -365,12 +386,4 @@ class Transaction:
             [(o, s, e, source_updated_at, now, k) for k, o, s, e in rows],
         )
 
-    def set_embeddings(self, keys: Sequence[int], vectors: np.ndarray) -> None:
-        self._conn.executemany(
-            "UPDATE chunks SET embedding = ? WHERE key = ?",
-            [(np.ascontiguousarray(v, dtype=np.float32).tobytes(), int(k)) for k, v in zip(keys, vectors)],
-        )
 
-
-def metadata_json(metadata: Mapping[str, str]) -> str:
-    return json.dumps(dict(metadata), sort_keys=True)

@@ -168,3 +168,17 @@ def test_passage_encodes_keep_torch_threads_after_faiss_updates(start_server, en
     for i in range(8):  # more ingests than workers: some worker encodes after its own FAISS update
         client.ingest(topic_documents(namespace=f"ns{i}", per_topic=1))
     assert len(seen) == 8 and set(seen) == set(fresh)
+
+
+def test_a_store_refuses_an_encoder_it_was_not_built_with(start_server, encoder, tmp_path):
+    import dataclasses
+
+    server, client = start_server(store_path=tmp_path / "bound")
+    client.ingest(topic_documents())
+    server.stop(0)
+    other = CountingEncoder(encoder)
+    other.identity = dataclasses.replace(encoder.identity, revision="0123456789abcdef")
+    with pytest.raises(ValueError, match="embedded by .* not by the configured encoder"):
+        start_server(store_path=tmp_path / "bound", encoder_override=other)
+    _, client2 = start_server(store_path=tmp_path / "bound")  # the original encoder still opens it
+    assert client2.search("bread", k=1).hits
