@@ -181,7 +181,7 @@ def bench_settings(store_path: Path, **sections):
     from retrieval_svc.settings import Settings
 
     base = {
-        "server": {"port": 0, "metrics_port": -1, "max_workers": 32, "host": "127.0.0.1"},
+        "server": {"port": 0, "metrics_port": -1, "host": "127.0.0.1"},
         "store": {"path": str(store_path), "snapshot_interval_seconds": 3600.0},
         "evaluation": {"schedule_seconds": 0},
     }

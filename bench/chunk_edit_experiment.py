@@ -155,7 +155,7 @@ def run_edits(name, docs, new_sentence, chunker, fixed, edits, rng, first_only=F
 
 def print_table(counts, fixed_counts) -> None:
     print(f"{'kind':<10}{'n':>6}" + "".join(f"{b:>7}" for b in BUCKETS) + f"{'mean':>7}{'max':>5}"
-          + f"  | fixed-offset mean, >3")
+          + "  | fixed-offset mean, >3")
     rows = list(KINDS) + ["all"]
     for kind in rows:
         values = sum(counts.values(), []) if kind == "all" else counts[kind]

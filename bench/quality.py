@@ -481,7 +481,7 @@ def variants_table(dataset: str, split: str) -> str:
     for res in sorted(results, key=lambda r: (order.get(r["config"]["title"], 3), r["config"]["window_tokens"],
                                               r["label"], r["rows"][0]["depth"])):
         by = {r["stage"]: r for r in res["rows"]}
-        get = lambda stage, metric="ndcg@10": by[stage][metric] if stage in by else float("nan")  # noqa: E731
+        get = lambda stage, metric="ndcg@10", by=by: by[stage][metric] if stage in by else float("nan")  # noqa: E731
         rows.append([res["label"], res["rows"][0]["depth"], res["chunks"], get("bm25"), get("dense"),
                      get("fused/rrf"), get("fused/minmax"), get("fused/zscore"),
                      get("fused/rrf", "recall@100"), res["date"]])
@@ -505,6 +505,7 @@ def report(result: dict) -> str:
     ingest_line = (f"ingested in this run: {ingest['seconds']:.0f} s, {ingest['chunks_embedded']} chunks embedded"
                    if ingest.get("ingested") else "store was already complete: nothing ingested or embedded")
     parity = ", ".join(f"{k} {v:.1e}" for k, v in result["parity_max_abs_diff"].items()) or "pytrec_eval missing"
+    skipped_ids = ": " + ", ".join(result["skipped_docs"]) if result["skipped_docs"] else ""
     parts = [
         f"## Retrieval quality: {title} ({result['split']})",
         "",
@@ -512,7 +513,7 @@ def report(result: dict) -> str:
         f"- command: `{result['command']}`",
         f"- configuration: {result['label']}; store `{result['store']}` "
         f"({result['documents']} documents, {result['chunks']} chunks; "
-        f"{len(result['skipped_docs'])} documents with empty text skipped{': ' + ', '.join(result['skipped_docs']) if result['skipped_docs'] else ''}); "
+        f"{len(result['skipped_docs'])} documents with empty text skipped{skipped_ids}); "
         f"{ingest_line}",
         f"- Evaluate: {result['queries']} queries, document level, ks 10/100, depth {result['rows'][0]['depth']} "
         f"chunks per query (deduplicated to documents by the service); re-ranked = RRF then the tiny "

@@ -17,6 +17,7 @@ from retrieval_svc.pipeline import SearchPipeline
 from retrieval_svc.protocols import Encoder, Reranker
 from retrieval_svc.settings import Settings, default_encoder_model
 from retrieval_svc.store import Store
+from retrieval_svc.store.ledger import EncoderBinding
 from retrieval_svc.store.engine import IndexFactories
 from retrieval_svc.telemetry import Telemetry
 
@@ -30,15 +31,22 @@ def index_factories(settings: Settings, dimension: int) -> IndexFactories:
     configure_threads(settings.dense.search_threads)
     d, b = settings.dense, settings.bm25
     tokenizer = make_tokenizer(b.tokenizer, stopwords=b.stopwords, stemmer=b.stemmer or None)
+    def deferred(index):
+        # The Store runs index maintenance beside the live index (Store.maintain), not
+        # inside a commit.
+        index.maintain_inline = False
+        return index
+
     return IndexFactories(
-        new_dense=lambda: make_vector_index(
+        new_dense=lambda: deferred(make_vector_index(
             d.backend, d.kind, dimension, settings.encoder.device, **dict(d.params)
-        ),
-        new_lexical=lambda: BM25Index(tokenizer, k1=b.k1, b=b.b, epsilon=b.epsilon),
-        load_dense=lambda path: load_vector_index(
+        )),
+        new_lexical=lambda: deferred(BM25Index(tokenizer, k1=b.k1, b=b.b, epsilon=b.epsilon)),
+        load_dense=lambda path: deferred(load_vector_index(
             path, backend=d.backend, device=settings.encoder.device, kind=d.kind, **dict(d.params)
-        ),
-        load_lexical=lambda path: BM25Index.load(path, tokenizer, k1=b.k1, b=b.b, epsilon=b.epsilon),
+        )),
+        load_lexical=lambda path: deferred(
+            BM25Index.load(path, tokenizer, k1=b.k1, b=b.b, epsilon=b.epsilon)),
     )
 
 
@@ -108,7 +116,9 @@ class App:
         ident = self.encoder.identity
         self.store = Store(Path(settings.store.path), index_factories(settings, self.encoder.dimension),
                            prepend_title=settings.chunker.prepend_title,
-                           encoder=f"{ident.name}@{ident.revision} ({self.encoder.dimension}-d)")
+                           encoder=EncoderBinding(ident.name, ident.revision, self.encoder.dimension))
+        # Set when shutdown begins: ingest streams end at their next message.
+        self.stopping = threading.Event()
         from retrieval_svc.dense import resolve_backend
 
         backend, device = resolve_backend(settings.dense.backend, settings.dense.kind, settings.encoder.device)
@@ -154,8 +164,9 @@ class App:
         return np.asarray(job.result(), dtype=np.float32)
 
     def start_background(self) -> None:
-        """Index snapshots and scheduled evaluations, off the request path."""
+        """Index snapshots and maintenance, and scheduled evaluations, off the request path."""
         self._spawn("snapshots", self._snapshot_loop)
+        self._spawn("index-maintenance", self._maintenance_loop)
         if self.settings.evaluation.query_sets and self.settings.evaluation.schedule_seconds > 0:
             self._spawn("evaluations", self._evaluation_loop)
 
@@ -172,6 +183,16 @@ class App:
             except Exception:
                 log.exception("index snapshot failed; the ledger still has every chunk")
 
+    def _maintenance_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                replaced = self.store.maintain()
+            except Exception:
+                log.exception("index maintenance failed; the live indexes are unchanged")
+            else:
+                if replaced:
+                    self.telemetry.index_maintenance.inc(replaced)
+
     def _evaluation_loop(self) -> None:
         interval = self.settings.evaluation.schedule_seconds
         while not self._stop.is_set():
@@ -180,9 +201,11 @@ class App:
                 break
 
     def close(self) -> None:
+        self.stopping.set()
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=10)
+            # An index build cannot be interrupted; it must end before the store closes.
+            thread.join(timeout=None if thread.name == "index-maintenance" else 10)
         self.pipeline.close()
         self._passage_encoder.shutdown(wait=True)
         self.encoder_batcher.close()

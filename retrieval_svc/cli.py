@@ -1,7 +1,8 @@
 """`retrieval-svc`: serve, ingest, search, info, eval.
 
     retrieval-svc serve [--config FILE] [--port N] [--data DIR]
-    retrieval-svc ingest PATH [--namespace NS] [--batch-size N] [--target HOST:PORT]
+    retrieval-svc ingest PATH [--namespace NS] [--batch-size N] [--on-error skip|stop] [--dead-letter FILE]
+                              [--allow-rejects] [--resume-from N] [--target HOST:PORT]
     retrieval-svc search "query" [--k N] [--mode hybrid|dense|bm25] [--rerank] [--json]
     retrieval-svc info
     retrieval-svc eval (--set NAME | --beir DIR [--split test]) [--ks 1,5,10] [--json OUT] [--report DIR]
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -29,6 +31,7 @@ def cmd_serve(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from retrieval_svc.app import App
+    from retrieval_svc.errors import StartupError
     from retrieval_svc.server import Server
     from retrieval_svc.settings import SettingsError, load_settings
 
@@ -46,8 +49,17 @@ def cmd_serve(args) -> int:
     except SettingsError as exc:
         print(f"retrieval-svc: bad settings: {exc}", file=sys.stderr)
         return 2
-    app = App(settings)
-    server = Server(app).start()
+    # A crash in native code (torch, FAISS, SQLite) prints every thread's Python stack.
+    faulthandler.enable()
+    app = server = None
+    try:
+        app = App(settings)
+        server = Server(app).start()
+    except StartupError as exc:
+        if app is not None:
+            app.close()
+        print(f"retrieval-svc: cannot start: {exc}", file=sys.stderr)
+        return 2
     log = logging.getLogger("retrieval_svc")
     log.info("serving retrieval.v1 on %s:%d (metrics on :%d, store %s)",
              settings.server.host, server.port, server.metrics_port, settings.store.path)
@@ -65,45 +77,119 @@ def cmd_serve(args) -> int:
     return 0
 
 
+INGEST_DESCRIPTION = """\
+Send a JSONL file, a BEIR folder (its corpus.jsonl) or a folder of .txt/.md files to a
+server in batches, each committed atomically and acknowledged (IngestBatch). A record that
+does not parse, or that the server rejects, goes to the dead-letter file and the job carries
+on (--on-error skip); each row is a JSON object: source (file:line), record (0-based, what
+--resume-from counts), doc_id, field, reason, message, rejected_by and the original record.
+A document with a blank text but a title is content (indexed by its title), not an error.
+The closing summary goes to stdout as JSON and to stderr as one line.
+"""
+
+INGEST_EXIT_CODES = """\
+exit codes:
+  0    every record committed (or some rejected, with --allow-rejects)
+  1    the server kept failing (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED after
+       --retries), or failed in a way retrying cannot help; the message names the first
+       record not committed and the command that resumes there
+  2    bad usage, an input that cannot be read, or --on-error stop met an invalid record
+  3    records were rejected (see the dead-letter file); the rest are committed
+  130  interrupted (the resume command is printed)
+"""
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _default_dead_letter(path: Path) -> Path:
+    """./<input name>.rejected-<UTC time>.jsonl: a new file per job, beside where it runs."""
+    from datetime import datetime, timezone
+
+    name = path.resolve().name if path.is_dir() else path.stem
+    return Path(f"{name}.rejected-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.jsonl")
+
+
+def _resume_command(args, resume_from: int, dead_letter: Path | None) -> str:
+    """The command line that reruns this job from record `resume_from`."""
+    import shlex
+
+    argv = ["retrieval-svc", "ingest", args.path]
+    if args.namespace:
+        argv += ["--namespace", args.namespace]
+    if args.target:
+        argv += ["--target", args.target]
+    for flag, value, default in (("--batch-size", args.batch_size, 64), ("--on-error", args.on_error, "skip"),
+                                 ("--retries", args.retries, 10),
+                                 ("--retry-max-seconds", args.retry_max_seconds, 300.0),
+                                 ("--timeout", args.timeout, 300.0)):
+        if value != default:
+            argv += [flag, str(value)]
+    if dead_letter is not None:
+        argv += ["--dead-letter", str(dead_letter)]
+    if args.allow_rejects:
+        argv.append("--allow-rejects")
+    if args.quiet:
+        argv.append("--quiet")
+    return shlex.join([*argv, "--resume-from", str(resume_from)])
+
+
 def cmd_ingest(args) -> int:
-    import grpc
+    from google.protobuf.json_format import MessageToDict
     from tqdm import tqdm
 
-    from retrieval_svc.client import RetrievalClient
-    from retrieval_svc.sources import SourceError, count_documents, read_documents
+    from retrieval_svc.client import RetrievalClient, RetryPolicy
+    from retrieval_svc.ingest_job import DeadLetterFile, IngestJob, Outcome
+    from retrieval_svc.sources import SourceError, count_documents, read_records
 
     path = Path(args.path)
-    source_errors: list[SourceError] = []
-
-    def guarded(docs):
-        # A bad record ends the stream cleanly: what came before it is committed.
-        try:
-            yield from docs
-        except SourceError as exc:
-            source_errors.append(exc)
-
     try:
-        docs = read_documents(path, args.namespace)
         total = count_documents(path)
-        with RetrievalClient(_target(args), timeout=None) as client, tqdm(
-            total=total, unit="doc", desc="ingest", disable=args.quiet
-        ) as bar:
-            summary = client.ingest(guarded(docs), batch_size=args.batch_size, on_batch=bar.update)
+        records = read_records(path, args.namespace, start=args.resume_from)
     except SourceError as exc:
         print(f"retrieval-svc ingest: {exc}", file=sys.stderr)
         return 2
-    except grpc.RpcError as exc:
-        print(f"retrieval-svc ingest: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    if source_errors:
-        committed = summary.documents_added + summary.documents_updated + summary.documents_unchanged
-        print(f"retrieval-svc ingest: {source_errors[0]}; the {committed} documents before it "
-              "were ingested", file=sys.stderr)
-        return 2
-    from google.protobuf.json_format import MessageToDict
+    dead_letters = DeadLetterFile(Path(args.dead_letter) if args.dead_letter else _default_dead_letter(path))
+    retry = RetryPolicy(retries=args.retries, max_seconds=args.retry_max_seconds)
+    with RetrievalClient(_target(args), timeout=args.timeout) as client, tqdm(
+        total=max(0, (total or 0) - args.resume_from), unit="doc", desc="ingest", disable=args.quiet
+    ) as bar:
+        job = IngestJob(client, dead_letters, on_error=args.on_error, batch_size=args.batch_size, retry=retry,
+                        timeout_seconds=args.timeout, progress=bar.update,
+                        notify=lambda line: tqdm.write(f"retrieval-svc ingest: {line}", file=sys.stderr))
+        try:
+            report = job.run(records, start=args.resume_from)
+        finally:
+            dead_letters.close()
 
-    print(json.dumps(MessageToDict(summary, always_print_fields_with_no_presence=True), indent=2))
-    return 0
+    s = report.summary
+    written = dead_letters.path if dead_letters.rows or args.dead_letter else None
+    out = MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    out.pop("rejected", None)  # per-record rows are in the dead-letter file
+    out = {key: int(value) for key, value in out.items()}
+    out.update(records=report.records, retries=report.retries,
+               dead_letters=str(dead_letters.path) if dead_letters.rows else None,
+               outcome=report.outcome.value,
+               resume_from=None if report.outcome is Outcome.COMPLETED else report.next_record)
+    print(json.dumps(out, indent=2))
+    dead = f" (dead letters: {dead_letters.path})" if dead_letters.rows else ""
+    print(f"{_count(report.records, 'document', 'documents')}: {report.documents_committed:,} committed "
+          f"({s.documents_added:,} added, {s.documents_updated:,} updated, {s.documents_unchanged:,} unchanged), "
+          f"{s.documents_rejected:,} rejected{dead}, {_count(s.chunks_embedded, 'chunk', 'chunks')} embedded, "
+          f"{_count(report.retries, 'retry', 'retries')}", file=sys.stderr)
+
+    if report.outcome is Outcome.COMPLETED:
+        return 3 if s.documents_rejected and not args.allow_rejects else 0
+    where = f" at {report.stopped_at} (record {report.next_record})" if report.stopped_at else ""
+    print(f"retrieval-svc ingest: stopped{where}: {report.error}", file=sys.stderr)
+    if report.outcome is Outcome.STOPPED_ON_INVALID:
+        print("fix that record and resume with:\n  " + _resume_command(args, report.next_record, written)
+              + f"\n(or leave it out: --resume-from {report.next_record + 1})", file=sys.stderr)
+        return 2
+    print("the records before it are committed; resume with:\n  "
+          + _resume_command(args, report.next_record, written), file=sys.stderr)
+    return {Outcome.SERVER_ERROR: 1, Outcome.INPUT_ERROR: 2}.get(report.outcome, 130)
 
 
 def cmd_search(args) -> int:
@@ -171,6 +257,19 @@ def cmd_eval(args) -> int:
     return run_eval(args, _target(args))
 
 
+def _at_least(low, kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrieval-svc", description="Retrieval as a service over gRPC.")
     parser.add_argument("--log-level", default=os.environ.get("RETRIEVAL_SVC_LOG_LEVEL", "INFO"))
@@ -186,10 +285,30 @@ def build_parser() -> argparse.ArgumentParser:
     def client_args(p):
         p.add_argument("--target", help=f"server address (default $RETRIEVAL_SVC_TARGET or {DEFAULT_TARGET})")
 
-    p = sub.add_parser("ingest", help="send a JSONL file, BEIR corpus or folder of .txt/.md to a server")
+    p = sub.add_parser(
+        "ingest", help="send a JSONL file, BEIR corpus or folder of .txt/.md to a server",
+        description=INGEST_DESCRIPTION,
+        epilog=INGEST_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path")
-    p.add_argument("--namespace", default="", help="override every document's namespace")
-    p.add_argument("--batch-size", type=int, default=64, help="documents per stream message")
+    p.add_argument("--namespace", default="", metavar="NS", help="override every document's namespace")
+    p.add_argument("--batch-size", type=_at_least(1, int), default=64, metavar="N",
+                   help="records per IngestBatch call (default 64)")
+    p.add_argument("--on-error", choices=["skip", "stop"], default="skip",
+                   help="an invalid record: dead-letter it and go on (skip, the default), or commit the "
+                        "records before it and stop (stop, exit 2)")
+    p.add_argument("--dead-letter", metavar="FILE",
+                   help="append rejected records here (default: ./<input name>.rejected-<UTC time>.jsonl, "
+                        "created at the first one)")
+    p.add_argument("--allow-rejects", action="store_true", help="exit 0, not 3, when records were rejected")
+    p.add_argument("--retries", type=_at_least(0, int), default=10, metavar="N",
+                   help="retries of a batch on UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED with a "
+                        "retry delay: exponential backoff with jitter, at least the server's delay (default 10)")
+    p.add_argument("--retry-max-seconds", type=_at_least(0, float), default=300.0, metavar="SECONDS",
+                   help="stop retrying a batch this long after its first failure (default 300)")
+    p.add_argument("--timeout", type=_at_least(0.001, float), default=300.0, metavar="SECONDS",
+                   help="deadline of one batch call, in seconds (default 300)")
+    p.add_argument("--resume-from", type=_at_least(0, int), default=0, metavar="N",
+                   help="skip the first N records (a stopped job prints the N to resume from)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     client_args(p)
     p.set_defaults(func=cmd_ingest)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2_grpc as egrpc
@@ -13,6 +19,12 @@ from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
 from retrieval_svc.domain import Document
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# gRPC's channel waits up to 120 s between reconnection attempts by default and fails calls
+# fast meanwhile, so a job retrying through a server restart could miss the server for
+# minutes after it is back. 5 s keeps the client's own backoff in charge.
+MAX_RECONNECT_BACKOFF_MS = 5000
+
+T = TypeVar("T")
 
 
 def document_to_pb(doc: Document) -> pb.Document:
@@ -36,12 +48,113 @@ def batched(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
         yield batch
 
 
+@dataclass(frozen=True)
+class ErrorDetails:
+    """The google.rpc details of a failed call: the server's RetryInfo delay (None when it
+    sent none: retrying the same request will not help) and BadRequest field violations
+    as (field, description), e.g. ("documents[3].text", "document 3 ...: text and title are
+    both blank")."""
+
+    retry_after_seconds: float | None = None
+    field_violations: tuple[tuple[str, str], ...] = ()
+
+    def document_index(self) -> int | None:
+        """Position in the request of the first document a field violation names."""
+        for field_path, _ in self.field_violations:
+            match = re.match(r"documents\[(\d+)\]", field_path)
+            if match:
+                return int(match.group(1))
+        return None
+
+
+def error_details(exc: grpc.RpcError) -> ErrorDetails:
+    """Unpack RetryInfo and BadRequest from a failed call's status details."""
+    if not isinstance(exc, grpc.Call):
+        return ErrorDetails()
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:  # details that disagree with the status: trust the status alone
+        return ErrorDetails()
+    if status is None:
+        return ErrorDetails()
+    retry_after, violations = None, []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            retry_after = info.retry_delay.ToNanoseconds() / 1e9
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations.extend((v.field, v.description) for v in bad.field_violations)
+    return ErrorDetails(retry_after, tuple(violations))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failed calls to retry, and after how long.
+
+    Retried: UNAVAILABLE (the server is restarting or unreachable), DEADLINE_EXCEEDED, and
+    RESOURCE_EXHAUSTED when the server sent a RetryInfo (its admission queue was full; a
+    request over a limit gets none and is not retried). Retry n (0-based) waits a capped
+    exponential backoff with "equal jitter", b = min(max_backoff, initial * 2**n), uniform in
+    [b/2, b] (Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog, 2015), and
+    never less than the server's RetryInfo delay. A call is given up after `retries` retries
+    or once `max_seconds` have passed since its first failure, whichever comes first.
+    """
+
+    retries: int = 10
+    max_seconds: float = 300.0
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 10.0
+
+    def delay(self, exc: grpc.RpcError, attempt: int, elapsed_seconds: float) -> float | None:
+        """Seconds to wait before retry `attempt` (0-based) after `exc`, `elapsed_seconds`
+        after the call first failed; None to give up."""
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        details = error_details(exc)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            if details.retry_after_seconds is None:
+                return None
+        elif code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return None
+        remaining = self.max_seconds - elapsed_seconds
+        if attempt >= self.retries or remaining <= 0:
+            return None
+        backoff = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** attempt)
+        delay = max(random.uniform(backoff / 2, backoff), details.retry_after_seconds or 0.0)
+        return min(delay, remaining)
+
+
+def call_with_retries(call: Callable[[], T], policy: RetryPolicy,
+                      on_retry: Callable[[grpc.RpcError, float], None] | None = None,
+                      sleep: Callable[[float], None] = time.sleep) -> T:
+    """call(), retried as `policy` says; `on_retry(error, delay_seconds)` before each wait.
+    Raises the last error when the policy gives up."""
+    attempt = 0
+    first_failure: float | None = None
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            delay = policy.delay(exc, attempt, now - first_failure)
+            if delay is None:
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+            sleep(delay)
+            attempt += 1
+
+
 class RetrievalClient:
     def __init__(self, target: str, timeout: float | None = 60.0) -> None:
         self.channel = grpc.insecure_channel(
             target,
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS)],
         )
         self.retrieval = rgrpc.RetrievalServiceStub(self.channel)
         self.evaluation = egrpc.EvaluationServiceStub(self.channel)
@@ -59,21 +172,29 @@ class RetrievalClient:
     def wait_ready(self, timeout: float = 30.0) -> None:
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
 
-    def ingest(self, docs: Iterable[Document], batch_size: int = 64,
-               on_batch=None, timeout: float | None = None) -> pb.IngestSummary:
-        """Stream documents in batches of `batch_size` per message (client-streaming Ingest)."""
+    def ingest(self, docs: Iterable[Document], batch_size: int = 64, on_batch=None,
+               timeout: float | None = None,
+               on_invalid: pb.InvalidDocumentPolicy = pb.INVALID_DOCUMENT_POLICY_UNSPECIFIED) -> pb.IngestSummary:
+        """Stream documents in batches of `batch_size` per message (client-streaming Ingest).
+        `timeout` None: no deadline. `on_invalid`: an InvalidDocumentPolicy (REJECT by default)."""
 
         def messages():
             for batch in batched(docs, batch_size):
-                yield pb.IngestRequest(documents=[document_to_pb(d) for d in batch])
+                yield pb.IngestRequest(documents=[document_to_pb(d) for d in batch], on_invalid=on_invalid)
                 if on_batch:
                     on_batch(len(batch))
 
         return self.retrieval.Ingest(messages(), timeout=timeout)
 
-    def ingest_batch(self, docs: Sequence[Document]) -> pb.IngestSummary:
+    def ingest_batch(self, docs: Sequence[Document],
+                     on_invalid: pb.InvalidDocumentPolicy = pb.INVALID_DOCUMENT_POLICY_UNSPECIFIED,
+                     timeout: float | None = None) -> pb.IngestSummary:
+        """One batch, committed atomically and acknowledged by its summary (unary IngestBatch).
+        Under on_invalid=INVALID_DOCUMENT_POLICY_SKIP the summary lists the documents left out,
+        by position in `docs`. `timeout` None: the client's default."""
         return self.retrieval.IngestBatch(
-            pb.IngestRequest(documents=[document_to_pb(d) for d in docs]), timeout=self.timeout)
+            pb.IngestRequest(documents=[document_to_pb(d) for d in docs], on_invalid=on_invalid),
+            timeout=self.timeout if timeout is None else timeout)
 
     def search(self, query: str, **fields) -> pb.SearchResponse:
         return self.retrieval.Search(pb.SearchRequest(query=query, **fields), timeout=self.timeout)

@@ -105,5 +105,8 @@ class ModelIdentity:
 
 
 def indexed_text(title: str, text: str, prepend_title: bool) -> str:
-    """What the encoder and BM25 see for a chunk: its text, headed by the title."""
+    """What the encoder and BM25 see for a chunk: its text, headed by the title.
+    A title-only document's one chunk has blank text: the title is its content."""
+    if not text.strip():
+        return title
     return f"{title}\n\n{text}" if prepend_title and title else text

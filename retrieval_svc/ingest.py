@@ -9,6 +9,7 @@ new ones are sent to the encoder.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from chunkers.ids import chunk_id
 from retrieval_svc.domain import DEFAULT_NAMESPACE, Document, TextChunk, indexed_text
-from retrieval_svc.errors import InvalidArgument, NotFound, ResourceExhausted
+from retrieval_svc.deadline import NO_DEADLINE, Deadline
+from retrieval_svc.errors import InvalidArgument, InvalidDocument, NotFound, ResourceExhausted
 from retrieval_svc.protocols import Chunker
 from retrieval_svc.settings import LimitSettings
 from retrieval_svc.store import NewChunk, Store
@@ -46,35 +49,78 @@ def content_hash(doc: Document) -> str:
     return h.hexdigest()
 
 
-def validate_document(doc: Document, limits: LimitSettings, where: str) -> Document:
-    """Return the document with its namespace normalised, or raise InvalidArgument."""
+# Largest google.protobuf.Timestamp (9999-12-31T23:59:59Z), the API's upper bound for instants.
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+
+
+def validate_document(doc: Document, limits: LimitSettings, index: int) -> Document:
+    """Return the document with its namespace normalised, or raise InvalidDocument
+    naming the document (its position `index` and doc_id), the field and the limit."""
+    where = f"document {index}" + (f" (doc_id {doc.doc_id[:140]!r})" if doc.doc_id else "")
+
+    def bad(field: str, reason: str, problem: str) -> InvalidDocument:
+        return InvalidDocument(f"{where}: {problem}", index=index, doc_id=doc.doc_id[:512],
+                               field=field, reason=reason)
+
+    def too_long(field: str, value: str, limit: int, setting: str) -> InvalidDocument:
+        return bad(field, "too_large", f"{field} has {len(value)} characters, over the limit of "
+                                       f"{limit} (limits.{setting})")
+
     try:
         namespace = normalize_namespace(doc.namespace)
     except InvalidArgument as exc:
-        raise InvalidArgument(f"{where} (doc_id {doc.doc_id!r}): {exc}") from None
+        raise bad("namespace", "malformed", str(exc)) from None
     if not doc.doc_id:
-        raise InvalidArgument(f"{where}: doc_id is required")
+        raise bad("doc_id", "missing_field", "doc_id is required")
     if len(doc.doc_id) > MAX_DOC_ID_CHARS:
-        raise InvalidArgument(f"{where}: doc_id is longer than {MAX_DOC_ID_CHARS} characters")
-    if not doc.text or not doc.text.strip():
-        raise InvalidArgument(f"{where} (doc_id {doc.doc_id!r}): text is required and must not be blank")
+        raise bad("doc_id", "too_large", f"doc_id is longer than {MAX_DOC_ID_CHARS} characters")
     if len(doc.text) > limits.max_document_chars:
-        raise InvalidArgument(
-            f"{where} (doc_id {doc.doc_id!r}): text has {len(doc.text)} characters, over the "
-            f"limit of {limits.max_document_chars} (limits.max_document_chars); split the document"
-        )
-    for key in doc.metadata:
+        raise bad("text", "too_large",
+                  f"text has {len(doc.text)} characters, over the limit of {limits.max_document_chars} "
+                  "(limits.max_document_chars); split the document")
+    if len(doc.title) > limits.max_title_chars:
+        raise too_long("title", doc.title, limits.max_title_chars, "max_title_chars")
+    if not doc.text.strip() and not doc.title.strip():
+        raise bad("text", "missing_field", "text and title are both blank: a document needs content")
+    if len(doc.source_uri) > limits.max_source_uri_chars:
+        raise too_long("source_uri", doc.source_uri, limits.max_source_uri_chars, "max_source_uri_chars")
+    if len(doc.metadata) > limits.max_metadata_keys:
+        raise bad("metadata", "too_large", f"metadata has {len(doc.metadata)} keys, over the limit of "
+                                           f"{limits.max_metadata_keys} (limits.max_metadata_keys)")
+    metadata_chars = 0
+    for key, value in doc.metadata.items():
         if not NAME_PATTERN.match(key):
-            raise InvalidArgument(
-                f"{where} (doc_id {doc.doc_id!r}): metadata key {key[:140]!r} is invalid: "
-                "use 1..128 characters of [A-Za-z0-9_.-]"
-            )
-    if doc.source_updated_at is not None and doc.source_updated_at <= 0:
-        raise InvalidArgument(f"{where} (doc_id {doc.doc_id!r}): source_updated_at must be after 1970")
+            raise bad("metadata", "malformed",
+                      f"metadata key {key[:140]!r} is invalid: use 1..128 characters of [A-Za-z0-9_.-]")
+        if len(value) > limits.max_metadata_value_chars:
+            raise bad("metadata", "too_large",
+                      f"metadata[{key!r}] has {len(value)} characters, over the limit of "
+                      f"{limits.max_metadata_value_chars} (limits.max_metadata_value_chars)")
+        metadata_chars += len(key) + len(value)
+    if metadata_chars > limits.max_metadata_chars:
+        raise bad("metadata", "too_large",
+                  f"metadata keys and values have {metadata_chars} characters in all, over the limit of "
+                  f"{limits.max_metadata_chars} (limits.max_metadata_chars); every hit carries them")
+    t = doc.source_updated_at
+    if t is not None and not (math.isfinite(t) and 0 < t <= MAX_TIMESTAMP_SECONDS):
+        raise bad("source_updated_at", "malformed",
+                  "source_updated_at must be an instant after 1970 and before year 10000 "
+                  "(Timestamp seconds 1..253402300799, nanos 0..999999999)")
     if namespace == doc.namespace:
         return doc
     return Document(namespace, doc.doc_id, doc.text, doc.title, dict(doc.metadata),
                     doc.source_updated_at, doc.source_uri)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A document left out of an ingest that skips invalid documents."""
+
+    index: int
+    doc_id: str
+    field: str
+    reason: str  # "missing_field" | "too_large" | "malformed"
+    message: str
 
 
 @dataclass
@@ -91,6 +137,11 @@ class IngestSummary:
     # chunks, and chunks embedded.
     new_chunk_lags: dict[str, list[float]] = field(default_factory=dict)
     embedded_by_namespace: dict[str, int] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def documents_committed(self) -> int:
+        return self.documents_added + self.documents_updated + self.documents_unchanged
 
     def merge(self, other: "IngestSummary") -> None:
         for name in ("documents_added", "documents_updated", "documents_unchanged", "chunks_added",
@@ -101,6 +152,7 @@ class IngestSummary:
             self.new_chunk_lags.setdefault(ns, []).extend(lags)
         for ns, count in other.embedded_by_namespace.items():
             self.embedded_by_namespace[ns] = self.embedded_by_namespace.get(ns, 0) + count
+        self.rejected.extend(other.rejected)
 
 
 @dataclass(frozen=True)
@@ -123,27 +175,45 @@ class Ingestor:
         self.limits = limits
         self.prepend_title = prepend_title
 
-    def ingest(self, documents: Sequence[Document], first_index: int = 0) -> IngestSummary:
-        """Validate, chunk, embed and commit one batch atomically (all or nothing).
+    def ingest(self, documents: Sequence[Document], first_index: int = 0, *,
+               skip_invalid: bool = False, deadline: Deadline = NO_DEADLINE) -> IngestSummary:
+        """Validate, chunk, embed and commit one batch atomically.
 
+        An invalid document fails the whole batch (InvalidDocument), or with
+        `skip_invalid` is left out and listed in the summary's `rejected`.
         `first_index` is the position of documents[0] in the caller's stream, for
         error messages. A doc_id repeated within the batch: the last one wins.
+        The deadline is checked before embedding and before committing; once
+        the commit starts, it finishes.
         """
         if len(documents) > self.limits.max_batch_documents:
             raise ResourceExhausted(
                 f"batch has {len(documents)} documents, over limits.max_batch_documents="
                 f"{self.limits.max_batch_documents}; send smaller batches"
             )
-        valid = [validate_document(d, self.limits, f"document {first_index + i}")
-                 for i, d in enumerate(documents)]
+        summary = IngestSummary()
+        valid = []
+        for i, d in enumerate(documents):
+            try:
+                valid.append(validate_document(d, self.limits, first_index + i))
+            except InvalidDocument as exc:
+                if not skip_invalid:
+                    raise
+                summary.rejected.append(
+                    Rejection(exc.index, exc.doc_id, exc.field, exc.reason, str(exc)))
         latest = {(d.namespace, d.doc_id): d for d in valid}
         plans = [self._plan(doc) for doc in latest.values()]
         pending = [(plan.doc.namespace, c) for plan in plans for c in plan.new_chunks()]
+        deadline.check("embedding")
         vectors = self._embed([self._indexed(plan.doc, c) for plan in plans for c in plan.new_chunks()])
         embedded = {c.chunk_id: v for (_, c), v in zip(pending, vectors)}
-        summary = IngestSummary(chunks_embedded=len(pending))
+        summary.chunks_embedded = len(pending)
         for namespace, _ in pending:
             summary.embedded_by_namespace[namespace] = summary.embedded_by_namespace.get(namespace, 0) + 1
+        if not plans:
+            summary.index_generation = self.store.generation
+            return summary
+        deadline.check("committing")
         now = time.time()
         with self.store.commit() as commit:
             for plan in plans:
@@ -175,6 +245,10 @@ class Ingestor:
         if self.prepend_title and doc.title:
             key += f"\x1f{doc.title}"
         chunks = self.chunker.split(key, doc.text)
+        if not chunks:
+            # A title-only document (blank text): its title is its one chunk's content.
+            key = f"{doc.namespace}\x1f{doc.doc_id}\x1f{doc.title}"
+            chunks = [TextChunk(chunk_id(key, ""), 0, "", 0, 0, len(doc.title.split()))]
         existing = self.store.ledger.doc_chunk_ids(doc.namespace, doc.doc_id)
         return _Plan(doc, content_hash(doc), chunks, existing)
 
@@ -196,7 +270,7 @@ class Ingestor:
         removed = [key for chunk_id, key in existing.items() if chunk_id not in new_ids]
         kept = [c for c in plan.chunks if c.chunk_id in existing]
         added = [c for c in plan.chunks if c.chunk_id not in existing]
-        tx.delete_chunks(removed)
+        tx.delete_chunks(doc.namespace, removed)
         tx.refresh_chunks(
             [(existing[c.chunk_id], c.ordinal, c.start_char, c.end_char) for c in kept],
             source_time, now,
@@ -233,7 +307,7 @@ class Ingestor:
                     not_found.append(doc_id)
                     continue
                 keys = list(self.store.ledger.doc_chunk_ids(namespace, doc_id).values())
-                commit.tx.delete_chunks(keys)
+                commit.tx.delete_chunks(namespace, keys)
                 commit.tx.delete_document(namespace, doc_id)
                 commit.change(namespace).removed.extend(keys)
                 deleted += 1

@@ -110,7 +110,8 @@ def hub_revision(
         repo_ids.insert(0, f"{default_organization}/{name}")
     for repo_id in repo_ids:
         try:
-            cached = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
+            cached = try_to_load_from_cache(
+                repo_id, "config.json", cache_dir=None if cache_dir is None else Path(cache_dir))
         except Exception:  # a malformed repo id, an unreadable cache: no answer
             continue
         if isinstance(cached, str):

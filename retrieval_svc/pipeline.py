@@ -16,6 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from retrieval_svc.deadline import NO_DEADLINE, Deadline
 from retrieval_svc.domain import (
     Candidate, Chunk, FusedCandidate, ModelIdentity, SearchMode, StageScore,
 )
@@ -188,6 +189,19 @@ class SearchPipeline:
         for name, w in weights.items():
             if not w >= 0 or not math.isfinite(w):
                 raise InvalidArgument(f"{at}{name}_weight must be >= 0, got {w}")
+        if len(o.filters) > lim.max_filter_clauses:
+            raise InvalidArgument(
+                f"{at}filters has {len(o.filters)} clauses, over the limit of {lim.max_filter_clauses} "
+                "(limits.max_filter_clauses)")
+        value_count = sum(len(values) for _, values in o.filters)
+        if value_count > lim.max_filter_values:
+            raise InvalidArgument(
+                f"{at}filters have {value_count} any_of values in all, over the limit of "
+                f"{lim.max_filter_values} (limits.max_filter_values)")
+        if len(o.request_id) > lim.max_request_id_chars:
+            raise InvalidArgument(
+                f"{at}request_id has {len(o.request_id)} characters, over limits.max_request_id_chars="
+                f"{lim.max_request_id_chars}")
         filters = []
         for i, (key, values) in enumerate(o.filters):
             if not NAME_PATTERN.match(key or ""):
@@ -222,26 +236,38 @@ class SearchPipeline:
 
     # --- search ---------------------------------------------------------------
 
-    def search(self, options: SearchOptions, *, observe: bool = True) -> SearchResult:
-        return self.search_many([options], observe=observe)[0]
+    def search(self, options: SearchOptions, *, observe: bool = True,
+               deadline: Deadline = NO_DEADLINE) -> SearchResult:
+        return self.search_many([options], observe=observe, deadline=deadline, batch=False)[0]
 
-    def search_many(self, options: Sequence[SearchOptions], *, observe: bool = True) -> list[SearchResult]:
+    def search_many(self, options: Sequence[SearchOptions], *, observe: bool = True,
+                    deadline: Deadline = NO_DEADLINE, batch: bool = True) -> list[SearchResult]:
         """Search a batch: one encoder call for all queries, re-rankings in parallel
         (so the re-ranker's dynamic batcher sees them together).
 
         `observe=False` keeps the searches out of the serving metrics (stage
         latencies, served ages, rerank fallbacks): evaluations use it so that
-        SLO alerts see client traffic only."""
+        SLO alerts see client traffic only. A batch's `total` is the batch's
+        time; it is not observed as `stage="total"` (one sample per query would
+        count one slow batch as many slow searches in the latency SLO): the
+        BatchSearch RPC's own duration is in retrieval_request_duration_seconds.
+
+        The deadline is checked before encoding and before re-ranking: work whose
+        caller has gone or whose deadline passed is dropped (DeadlineExceeded or
+        Cancelled)."""
         started = time.perf_counter()
         many = len(options) > 1
         work = [_Work(self.resolve(o, f"queries[{i}]" if many else "")) for i, o in enumerate(options)]
         for w in work:
             if not self.store.has_namespace(w.q.namespace):
                 raise NotFound(f"namespace {w.q.namespace!r} does not exist")
+        deadline.check("encoding the query")
         self._encode([w for w in work if w.q.mode != SearchMode.BM25])
         for w in work:
             self._retrieve(w)
         reranking = [w for w in work if w.q.rerank and w.fused]
+        if reranking:
+            deadline.check("re-ranking")
         rerank = functools.partial(self._rerank, observe=observe)
         if len(reranking) > 1:
             list(self._rerank_pool.map(rerank, reranking))
@@ -252,7 +278,7 @@ class SearchPipeline:
         results = []
         for w in work:
             w.timings["total"] = total if many else time.perf_counter() - started
-            results.append(self._result(w, observe))
+            results.append(self._result(w, observe, observe_total=not batch))
         return results
 
     def _encode(self, work: list[_Work]) -> None:
@@ -328,7 +354,7 @@ class SearchPipeline:
         reranked = outcome.order[: outcome.reranked_count]
         w.rerank_scores = {key: StageScore(i + 1, score) for i, (key, score) in enumerate(reranked)}
 
-    def _result(self, w: _Work, observe: bool) -> SearchResult:
+    def _result(self, w: _Work, observe: bool, observe_total: bool = True) -> SearchResult:
         q = w.q
         now = time.time()
         fused_by_key = {c.key: (i + 1, c) for i, c in enumerate(w.fused)}
@@ -348,7 +374,8 @@ class SearchPipeline:
                 )
             )
         if self.telemetry and observe:
-            self.telemetry.observe_stages(q.mode.value, w.timings)
+            timings = w.timings if observe_total else {s: v for s, v in w.timings.items() if s != "total"}
+            self.telemetry.observe_stages(q.mode.value, timings)
             self.telemetry.observe_served(q.namespace, [h.staleness_seconds for h in hits])
         return SearchResult(
             request_id=q.request_id, hits=hits, mode=q.mode, fusion=q.fusion,

@@ -45,6 +45,10 @@ class VectorIndex(Protocol):
 
     def keys(self) -> np.ndarray: ...
 
+    def export(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys int64, vectors float32) of every live entry, to move them to another
+        index without re-embedding."""
+
     def save(self, path: Path) -> None: ...
 
 

@@ -90,13 +90,14 @@ class RerankStage:
         self.max_passage_chars = max_passage_chars
         self.timeout_seconds = float(timeout_seconds)
         self.batcher = batcher
-        self._worker: DynamicBatcher | None = None
-        if batcher is None:
-            # A batch of one call at a time, on a daemon thread with a cancellable queue.
-            self._worker = DynamicBatcher(
-                lambda calls: [reranker.rerank(query, passages) for query, passages in calls],
-                max_batch_size=1, max_wait_ms=0.0, name="rerank-stage",
-            )
+        # Scoring runs on the shared batcher (items: (query, passage) pairs) or, without
+        # one, on the stage's own worker (items: whole (query, passages) calls): a batch
+        # of one call at a time, on a daemon thread with a cancellable queue.
+        self._own_worker = batcher is None
+        self._scorer: DynamicBatcher = batcher if batcher is not None else DynamicBatcher(
+            lambda calls: [reranker.rerank(query, passages) for query, passages in calls],
+            max_batch_size=1, max_wait_ms=0.0, name="rerank-stage",
+        )
 
     @property
     def identity(self) -> ModelIdentity:
@@ -131,7 +132,7 @@ class RerankStage:
             future = self._submit(query, passages)
             remaining = self.timeout_seconds - (time.monotonic() - started)
             scores = future.result(timeout=max(0.0, remaining))
-            if self.batcher is None:
+            if self._own_worker:
                 scores = scores[0]  # the worker ran one call
             values = np.asarray(scores, dtype=np.float64).reshape(-1)
             if values.shape[0] != len(passages) or not np.all(np.isfinite(values)):
@@ -157,14 +158,14 @@ class RerankStage:
         return RerankOutcome(order, len(head))
 
     def _submit(self, query: str, passages: list[str]) -> Future:
-        if self.batcher is not None:
-            return self.batcher.submit([(query, p) for p in passages])
-        return self._worker.submit([(query, passages)])
+        if self._own_worker:
+            return self._scorer.submit([(query, passages)])
+        return self._scorer.submit([(query, p) for p in passages])
 
     def close(self) -> None:
         """Stop the stage's own worker (a shared batcher is its owner's to close)."""
-        if self._worker is not None:
-            self._worker.close(timeout=0)
+        if self._own_worker:
+            self._scorer.close(timeout=0)
 
 
 __all__ = ["REASON_ERROR", "REASON_TIMEOUT", "RerankOutcome", "RerankStage"]

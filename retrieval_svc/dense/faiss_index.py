@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import faiss
 import numpy as np
@@ -251,11 +251,11 @@ class _HnswStore:
         if not rows:
             return 0
         self.alive[rows] = False
-        if self.tombstones > self.params["rebuild_fraction"] * self.index.ntotal:
-            self.rebuild()
-        else:
-            self._refresh_bits()
+        self._refresh_bits()
         return len(rows)
+
+    def maintenance_due(self) -> bool:
+        return self.tombstones > self.params["rebuild_fraction"] * self.index.ntotal
 
     def _refresh_bits(self) -> None:
         n = self.index.ntotal
@@ -372,7 +372,13 @@ class _IvfStore:
             self.index.add_with_ids(vectors, keys)
             return
         self.staging.add(keys, vectors)
-        if len(self.staging) >= self.train_size:
+
+    def maintenance_due(self) -> bool:
+        """Still staging, and holding enough vectors to train."""
+        return self.staging is not None and len(self.staging) >= self.train_size
+
+    def maintain(self) -> None:
+        if self.staging is not None:
             self._train(*self.staging.export())
 
     def _train(self, keys: np.ndarray, vectors: np.ndarray) -> None:
@@ -541,6 +547,7 @@ class FaissIndex:
         _use_configured_threads()
         self._store.remove(keys)
         self._store.add(keys, vectors)
+        self._maintain_inline()
 
     def remove(self, keys: np.ndarray) -> int:
         """Remove these keys; return how many were present."""
@@ -548,7 +555,39 @@ class FaissIndex:
         if len(keys) == 0 or len(self) == 0:
             return 0
         _use_configured_threads()
-        return self._store.remove(keys)
+        removed = self._store.remove(keys)
+        self._maintain_inline()
+        return removed
+
+    # --- maintenance: an HNSW rebuild past rebuild_fraction tombstones, the first IVF training.
+    # Inline (inside add/remove) by default; a Store turns that off and runs it beside the
+    # live index instead (maintenance_copy), so searches never wait for a build.
+
+    maintain_inline = True
+
+    def maintenance_due(self) -> bool:
+        return self.kind != "flat" and self._store.maintenance_due()
+
+    def _maintain_inline(self) -> None:
+        if self.maintain_inline and self.maintenance_due():
+            if self.kind == "hnsw":
+                self._store.rebuild()
+            else:
+                self._store.maintain()
+
+    def maintenance_copy(self) -> Callable[[], "FaissIndex"]:
+        """Copy the live entries now (cheap); the returned function builds the
+        maintained replacement from the copy (slow; needs no lock)."""
+        keys, vectors = self.export()
+        dimension, kind, device, params = self.dimension, self.kind, self.device, dict(self.params)
+
+        def build() -> FaissIndex:
+            fresh = FaissIndex(dimension, kind, device=device, **params)
+            fresh.add(keys, vectors)  # inline here: an IVF copy trains, an HNSW copy has no tombstones
+            fresh.maintain_inline = False
+            return fresh
+
+        return build
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[list[Candidate]]:
         """Top-k keys by inner product per query row, best first.

@@ -20,7 +20,7 @@ shares it; `configure_threads` governs FAISS only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -122,6 +122,14 @@ class TorchExactIndex:
         self._vectors = grown
         self._keys = np.resize(self._keys, capacity)
 
+    maintain_inline = True  # nothing to maintain: removal compacts at once
+
+    def maintenance_due(self) -> bool:
+        return False
+
+    def maintenance_copy(self) -> Callable[[], "TorchExactIndex"]:
+        return lambda: self
+
     def remove(self, keys: np.ndarray) -> int:
         """Remove these keys; return how many were present. Rows from the end fill the holes."""
         keys = np.unique(as_keys(keys))
@@ -170,9 +178,9 @@ class TorchExactIndex:
                 scores = (q_all[start : start + step] @ stored.T).float()
                 if mask is not None:
                     scores.masked_fill_(mask, float("-inf"))
-                top_scores, top_rows = torch.topk(scores, k, dim=1, largest=True, sorted=True)
-                scores_out.append(top_scores.cpu().numpy())
-                rows_out.append(top_rows.cpu().numpy())
+                step_scores, step_rows = torch.topk(scores, k, dim=1, largest=True, sorted=True)
+                scores_out.append(step_scores.cpu().numpy())
+                rows_out.append(step_rows.cpu().numpy())
         top_scores = np.concatenate(scores_out)
         top_keys = self._keys[np.concatenate(rows_out)]
         return candidates(top_scores, top_keys)

@@ -87,9 +87,8 @@ def run_eval(args, target: str) -> int:
                 reply = client.register_query_set(query_set_to_pb(qs, name, args.namespace, args.level))
                 print(f"registered query set {reply.name!r}: {reply.queries} queries, "
                       f"{reply.judgements} judgements", file=sys.stderr)
-            template = pb.SearchRequest(namespace=args.namespace)
-            if args.fusion:
-                template.fusion = pb.FusionMethod.Value(f"FUSION_METHOD_{args.fusion.upper()}")
+            fusion = f"FUSION_METHOD_{args.fusion.upper()}" if args.fusion else None
+            template = pb.SearchRequest(namespace=args.namespace, fusion=fusion)
             request = epb.EvaluateRequest(
                 query_set=name, ks=ks, stages=[_NAME_STAGES[s] for s in stage_names],
                 search_template=template, depth=args.depth,

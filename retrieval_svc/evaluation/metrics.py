@@ -59,10 +59,13 @@ def precision(ranked_ids: Sequence[str], judgements: Judgements, k: int | None) 
     """precision@k = |relevant in top k| / k (trec_eval P_k).
 
     The denominator is k even when fewer than k ids were returned: a short
-    list is not rewarded for stopping early.
+    list is not rewarded for stopping early. With k None the whole returned
+    list counts: |relevant returned| / |returned| (trec_eval set_P), 0 for an
+    empty list.
     """
     hits = sum(1 for target_id in ranked_ids[:k] if _is_relevant(target_id, judgements))
-    return hits / k
+    denominator = len(ranked_ids) if k is None else k
+    return hits / denominator if denominator else 0.0
 
 
 def recall(ranked_ids: Sequence[str], judgements: Judgements, k: int | None) -> float:

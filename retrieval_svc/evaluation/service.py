@@ -16,14 +16,15 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
+from retrieval_svc.deadline import NO_DEADLINE, Deadline
 from retrieval_svc.domain import SearchMode
-from retrieval_svc.errors import FailedPrecondition, InvalidArgument, NotFound
+from retrieval_svc.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from retrieval_svc.evaluation.metrics import dedupe_by_document, evaluate_query
 from retrieval_svc.evaluation.querysets import (
-    LabeledQuery, QuerySet, load_beir, load_trec, validate_query_set,
+    Level, LabeledQuery, QuerySet, load_beir, load_trec, validate_query_set,
 )
 from retrieval_svc.evaluation.stats import summarize
 from retrieval_svc.pipeline import SearchOptions, SearchPipeline
@@ -81,6 +82,26 @@ class EvaluationRunner:
         if not _SET_NAME.match(query_set.name or ""):
             raise InvalidArgument(
                 f"query set name {query_set.name[:140]!r} is invalid: use 1..128 characters of [A-Za-z0-9_.-]")
+        lim = self.settings.limits
+        if len(query_set.queries) > lim.max_query_set_queries:
+            raise ResourceExhausted(
+                f"query set {query_set.name!r} has {len(query_set.queries)} queries, over the limit of "
+                f"{lim.max_query_set_queries} (limits.max_query_set_queries)")
+        for i, q in enumerate(query_set.queries):
+            if len(q.text) > lim.max_query_chars:
+                raise InvalidArgument(
+                    f"queries[{i}] (query_id {q.query_id[:140]!r}) has {len(q.text)} characters, over "
+                    f"limits.max_query_chars={lim.max_query_chars}")
+            if len(q.judgements) > lim.max_judgements_per_query:
+                raise ResourceExhausted(
+                    f"queries[{i}] (query_id {q.query_id[:140]!r}) has {len(q.judgements)} judgements, over "
+                    f"the limit of {lim.max_judgements_per_query} (limits.max_judgements_per_query)")
+        with self._lock:
+            known = set(self._sets) | set(self._configured)
+        if query_set.name not in known and len(known) >= lim.max_query_sets:
+            raise ResourceExhausted(
+                f"{len(known)} query sets are registered, the limit (limits.max_query_sets); "
+                "replace or remove one")
         try:
             validate_query_set(query_set)
         except ValueError as exc:
@@ -124,8 +145,10 @@ class EvaluationRunner:
 
     def evaluate(self, name: str, ks: Sequence[int] = (), stages: Sequence[str] = (),
                  template: SearchOptions | None = None, depth: int = 0,
-                 include_per_query: bool = False, export: bool = False) -> dict:
-        """Evaluate a set; returns the result dict documented in evaluation/report.py."""
+                 include_per_query: bool = False, export: bool = False,
+                 deadline: Deadline = NO_DEADLINE) -> dict:
+        """Evaluate a set; returns the result dict documented in evaluation/report.py.
+        The deadline is checked before every query: a caller that left stops the run."""
         query_set = self.get(name)
         ks = sorted(set(ks or self.settings.evaluation.ks))
         max_k = self.settings.limits.max_k
@@ -150,7 +173,7 @@ class EvaluationRunner:
         # Both outcome series exist from the first run on, so rate() sees a first error.
         self.telemetry.eval_runs.labels(name, "error")
         self.telemetry.eval_runs.labels(name, "ok")
-        result = {
+        result: dict[str, Any] = {
             "query_set": name, "queries_evaluated": len(judged),
             "queries_skipped": len(query_set.queries) - len(judged), "started_at": started_at,
             "stages": [], "per_query": [],
@@ -159,7 +182,8 @@ class EvaluationRunner:
             for stage in stages:
                 result["stages"].append(
                     self._run_stage(stage, judged, query_set.level, template, namespace, depth,
-                                    metrics, result["per_query"] if include_per_query else None))
+                                    metrics, result["per_query"] if include_per_query else None,
+                                    deadline))
         except Exception:
             self.telemetry.eval_runs.labels(name, "error").inc()
             raise
@@ -172,15 +196,18 @@ class EvaluationRunner:
 
     def _run_stage(self, stage: str, queries: Sequence[LabeledQuery], level: str,
                    template: SearchOptions, namespace: str, depth: int, metrics: list[str],
-                   per_query: list | None) -> dict:
+                   per_query: list | None, deadline: Deadline = NO_DEADLINE) -> dict:
         mode, rerank = _STAGE_SEARCH[stage]
         sums = {m: 0.0 for m in metrics}
-        latencies, ages, fallbacks = [], [], 0
+        latencies: list[float] = []
+        ages: list[float] = []
+        fallbacks = 0
         stage_time: dict[str, float] = {}
         for q in queries:
+            deadline.check(f"query {q.query_id!r} of stage {stage}")
             options = _with(template, query=q.text, namespace=namespace, k=depth, mode=mode,
                             rerank=rerank, request_id=f"eval-{q.query_id}")
-            result = self.pipeline.search(options, observe=False)
+            result = self.pipeline.search(options, observe=False, deadline=deadline)
             latencies.append(result.timings.get("total", 0.0))
             for s, v in result.timings.items():
                 stage_time[s] = stage_time.get(s, 0.0) + v
@@ -225,7 +252,7 @@ class EvaluationRunner:
     # --- protobuf -------------------------------------------------------------
 
     def register_pb(self, request: epb.RegisterQuerySetRequest) -> epb.RegisterQuerySetResponse:
-        level = "chunk" if request.level == epb.JUDGEMENT_LEVEL_CHUNK else "document"
+        level: Level = "chunk" if request.level == epb.JUDGEMENT_LEVEL_CHUNK else "document"
         queries = []
         for i, q in enumerate(request.queries):
             judgements = {}
@@ -255,7 +282,8 @@ class EvaluationRunner:
                 info.last_evaluated_at.FromNanoseconds(int(self._last_run[name] * 1e9))
         return resp
 
-    def evaluate_pb(self, request: epb.EvaluateRequest) -> epb.EvaluateResponse:
+    def evaluate_pb(self, request: epb.EvaluateRequest,
+                    deadline: Deadline = NO_DEADLINE) -> epb.EvaluateResponse:
         from retrieval_svc.server import options_from_pb
 
         stages = []
@@ -267,7 +295,7 @@ class EvaluationRunner:
         if request.HasField("search_template"):
             template = options_from_pb(_with_query(request.search_template))
         result = self.evaluate(request.query_set, list(request.ks), stages, template, request.depth,
-                               request.include_per_query, request.export_metrics)
+                               request.include_per_query, request.export_metrics, deadline)
         return result_to_pb(result)
 
 

@@ -203,10 +203,11 @@ class BM25Index:
         texts = list(texts)
         if len(key_list) != len(texts):
             raise ValueError(f"add got {len(key_list)} keys but {len(texts)} texts")
-        if len(set(key_list)) != len(key_list):
-            seen: set[int] = set()
-            repeated = next(k for k in key_list if k in seen or seen.add(k))
-            raise ValueError(f"key {repeated} appears more than once in one add")
+        seen: set[int] = set()
+        for k in key_list:
+            if k in seen:
+                raise ValueError(f"key {k} appears more than once in one add")
+            seen.add(k)
         if not key_list:
             return
         tokenized = [self.tokenizer(text) for text in texts]
@@ -299,7 +300,8 @@ class BM25Index:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                # numpy's stub also matches **arrays against the bool allow_pickle parameter.
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -406,7 +408,10 @@ class BM25Index:
         self._dead_rows += len(rows)
         term_lists = []
         for row in rows:
-            term_lists.append(self._row_terms[row])
+            row_terms = self._row_terms[row]
+            if row_terms is None:
+                raise RuntimeError(f"row {row} is dropped twice")  # callers pass rows they just unmapped
+            term_lists.append(row_terms)
             self._row_terms[row] = None
         terms, counts = np.unique(np.concatenate(term_lists), return_counts=True)
         self._df[terms] -= counts
@@ -420,13 +425,35 @@ class BM25Index:
         self._size[term] = self._df[term]
         self._dead[term] = 0
 
-    def _maybe_compact(self) -> None:
+    # Whole-index compaction is inline (inside add/remove) by default; a Store turns
+    # that off and compacts a copy beside the live index (maintenance_copy), so
+    # searches never wait for it.
+    maintain_inline = True
+
+    def maintenance_due(self) -> bool:
+        """More than half the rows (or terms), and at least _MIN_COMPACTION, are dead."""
         live_rows = len(self._key_to_row)
         vocabulary = len(self._term_ids)
         live_terms = int(np.count_nonzero(self._df[:vocabulary]))
         dead_terms = vocabulary - live_terms
-        if (self._dead_rows > max(_MIN_COMPACTION, live_rows)
-                or dead_terms > max(_MIN_COMPACTION, live_terms)):
+        return (self._dead_rows > max(_MIN_COMPACTION, live_rows)
+                or dead_terms > max(_MIN_COMPACTION, live_terms))
+
+    def maintenance_copy(self) -> Callable[[], "BM25Index"]:
+        """Export the live content now (O(P + V), under the caller's shared lock); the
+        returned function builds the compacted replacement from it (needs no lock)."""
+        arrays = self._export_arrays()
+
+        def build() -> BM25Index:
+            fresh = BM25Index(self.tokenizer, k1=self.k1, b=self.b, epsilon=self.epsilon)
+            fresh._restore(arrays)
+            fresh.maintain_inline = self.maintain_inline
+            return fresh
+
+        return build
+
+    def _maybe_compact(self) -> None:
+        if self.maintain_inline and self.maintenance_due():
             self._restore(self._export_arrays())
 
     # --- reads ---------------------------------------------------------------------

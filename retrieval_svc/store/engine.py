@@ -7,13 +7,25 @@ shared lock, so a search sees a whole commit or none of it.
 
 Durability: the ledger commits with synchronous=FULL before an RPC answers.
 Index snapshots are written in the background (`snapshot_if_due`) and on close;
-at start a snapshot whose generation differs from the ledger's is discarded and
-the indexes are rebuilt from the ledger's stored embeddings and texts, so a
-crash loses no accepted data and a restart re-embeds nothing.
+at start a snapshot is used only when its generation equals the ledger's and its
+keys equal the ledger's chunk keys, else the indexes are rebuilt from the
+ledger's stored embeddings and texts, so a crash loses no accepted data and a
+restart re-embeds nothing.
+
+One process owns a store folder: `Store` takes an exclusive lock on
+`<path>/LOCK` (flock; released by the kernel when the process dies) and refuses
+to open a folder another process holds, because two writers' indexes diverge.
+
+Index maintenance (an HNSW rebuild, the first IVF training, BM25 compaction) is
+not done inside a commit: `maintain()` copies the index under the shared lock,
+builds the replacement with no lock held, then replays the commits made
+meanwhile and swaps it in under the exclusive lock, so searches never wait for
+a build and writers wait only for the copy.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -28,8 +40,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from retrieval_svc.domain import DEFAULT_NAMESPACE, indexed_text
+from retrieval_svc.errors import StartupError, Unavailable
 from retrieval_svc.protocols import LexicalIndex, VectorIndex
-from retrieval_svc.store.ledger import Ledger, Transaction
+from retrieval_svc.store.ledger import EncoderBinding, Ledger, Transaction
 from retrieval_svc.store.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
@@ -75,27 +88,59 @@ class IndexChange:
     added_vectors: list[np.ndarray]
 
 
+def _lock_folder(path: Path) -> int:
+    """Hold an exclusive flock on path/LOCK for the life of the process; StartupError if taken."""
+    lock_path = path / "LOCK"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "another process"
+        os.close(fd)
+        raise StartupError(
+            f"the store {path} is in use by process {holder} (it holds {lock_path}); two servers "
+            "must not share a store: stop that one or give this one another store.path"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
 class Store:
     def __init__(self, path: Path, factories: IndexFactories, prepend_title: bool = False,
-                 encoder: str | None = None) -> None:
+                 encoder: EncoderBinding | None = None) -> None:
         self.path = Path(path)
         self.prepend_title = prepend_title
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = _lock_folder(self.path)
         self._factories = factories
-        self.ledger = Ledger(self.path / "ledger.sqlite3")
-        if encoder is not None:
-            try:
-                self.ledger.bind_encoder(encoder)
-            except ValueError:
-                self.ledger.close()
-                raise
+        try:
+            self.ledger = Ledger(self.path / "ledger.sqlite3")
+            if encoder is not None:
+                try:
+                    self.ledger.bind_encoder(encoder)
+                except ValueError as exc:
+                    self.ledger.close()
+                    raise StartupError(str(exc)) from None
+        except BaseException:
+            self._unlock()
+            raise
         self._lock = ReadWriteLock()
         self._indexes: dict[str, IndexPair] = {}
         self._snapshot_lock = threading.Lock()
+        self._maintenance_lock = threading.Lock()
+        # (namespace, "dense" | "lexical") -> commits applied while that index is rebuilt beside.
+        self._replay: dict[tuple[str, str], list[IndexChange]] = {}
         self._snapshot_generation = -1
         self._last_snapshot = time.monotonic()
+        self._closed = False
         self.generation = self.ledger.generation()
         self._open_indexes()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     # --- start-up -------------------------------------------------------------
 
@@ -130,14 +175,20 @@ class Store:
         except Exception:  # a damaged snapshot is never fatal: the ledger has everything
             log.exception("snapshot of namespace %r unreadable; rebuilding from the ledger", namespace)
             return None
-        if len(pair.dense) != entry["chunks"] or len(pair.lexical) != entry["chunks"]:
-            log.warning("snapshot of namespace %r is incomplete; rebuilding", namespace)
-            return None
+        # The manifest's count is not enough: a snapshot written by another process
+        # over the same ledger can have the right count and generation but other keys.
+        ledger_keys = self.ledger.chunk_keys(namespace)
+        for name, index in (("dense", pair.dense), ("bm25", pair.lexical)):
+            if not np.array_equal(np.sort(index.keys()), ledger_keys):
+                log.warning("the %s snapshot of namespace %r does not hold the ledger's chunks "
+                            "(%d entries, ledger %d); rebuilding from the ledger",
+                            name, namespace, len(index), len(ledger_keys))
+                return None
         return pair
 
     def _rebuild(self, namespace: str) -> IndexPair:
         started = time.perf_counter()
-        pair = IndexPair(self._factories.new_dense(), self._factories.new_lexical())
+        pair = self._new_pair()
         count = 0
         for keys, titles, texts, vectors in self.ledger.iter_index_rows(namespace):
             pair.dense.add(keys, vectors)
@@ -158,7 +209,13 @@ class Store:
     def reader(self) -> Iterator[dict[str, IndexPair]]:
         """Shared access: the indexes by namespace, stable until the block ends."""
         with self._lock.read():
+            self._check_open()
             yield self._indexes
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the server is shutting down; retry on another replica or after restart",
+                              retry_after_seconds=1.0)
 
     def has_namespace(self, namespace: str) -> bool:
         """The default namespace always exists; others once something was ingested."""
@@ -166,19 +223,32 @@ class Store:
                 or self.ledger.has_namespace(namespace))
 
     def stats(self) -> list[StoreStats]:
+        """Counts per namespace, O(namespaces): the ledger keeps its counts in a table
+        and the indexes know their sizes. `*_missing` is ledger chunks minus index
+        entries; `verify()` compares the keys themselves."""
         out = []
         with self._lock.read():
             for namespace, pair in sorted(self._indexes.items()):
                 docs, chunks, oldest = self.ledger.namespace_stats(namespace)
+                dense, lexical = len(pair.dense), len(pair.lexical)
+                out.append(StoreStats(namespace, docs, chunks, dense, lexical,
+                                      max(0, chunks - dense), max(0, chunks - lexical), oldest))
+        return out
+
+    def verify(self) -> dict[str, dict[str, int]]:
+        """Per namespace and index, how many ledger chunk keys the index lacks
+        ("dense_missing") and how many keys it has that the ledger does not
+        ("dense_extra"); all zero when the indexes match the ledger. O(chunks)."""
+        out = {}
+        with self._lock.read():
+            for namespace, pair in sorted(self._indexes.items()):
                 ledger_keys = self.ledger.chunk_keys(namespace)
-                out.append(
-                    StoreStats(
-                        namespace, docs, chunks, len(pair.dense), len(pair.lexical),
-                        int(np.setdiff1d(ledger_keys, pair.dense.keys()).size),
-                        int(np.setdiff1d(ledger_keys, pair.lexical.keys()).size),
-                        oldest,
-                    )
-                )
+                row = {}
+                for name, index in (("dense", pair.dense), ("bm25", pair.lexical)):
+                    keys = index.keys()
+                    row[f"{name}_missing"] = int(np.setdiff1d(ledger_keys, keys).size)
+                    row[f"{name}_extra"] = int(np.setdiff1d(keys, ledger_keys).size)
+                out[namespace] = row
         return out
 
     # --- writes ---------------------------------------------------------------
@@ -189,6 +259,7 @@ class Store:
         On success the ledger commits first, then the indexes are updated; if an
         index update fails, that namespace is rebuilt from the (committed) ledger."""
         with self._lock.write():
+            self._check_open()
             with self.ledger.transaction() as tx:
                 commit = Commit(tx, self)
                 yield commit
@@ -196,25 +267,70 @@ class Store:
             for namespace, change in commit.changes.items():
                 self._apply(namespace, change)
 
+    def _new_pair(self) -> IndexPair:
+        return IndexPair(self._factories.new_dense(), self._factories.new_lexical())
+
     def _apply(self, namespace: str, change: IndexChange) -> None:
         pair = self._indexes.get(namespace)
         if pair is None:
-            pair = self._indexes[namespace] = IndexPair(
-                self._factories.new_dense(), self._factories.new_lexical()
-            )
+            pair = self._indexes[namespace] = self._new_pair()
         try:
-            if change.removed:
-                removed = np.asarray(change.removed, dtype=np.int64)
-                pair.dense.remove(removed)
-                pair.lexical.remove(change.removed)
-            if change.added_keys:
-                pair.dense.add(
-                    np.asarray(change.added_keys, dtype=np.int64), np.vstack(change.added_vectors)
-                )
-                pair.lexical.add(change.added_keys, change.added_texts)
+            _apply_dense(pair.dense, change)
+            _apply_lexical(pair.lexical, change)
         except Exception:
             log.exception("index update of namespace %r failed; rebuilding from the ledger", namespace)
             self._indexes[namespace] = self._rebuild(namespace)
+        for (replay_namespace, _side), changes in self._replay.items():
+            if replay_namespace == namespace:
+                changes.append(change)
+
+    # --- maintenance ----------------------------------------------------------
+
+    def maintain(self) -> int:
+        """Run the index maintenance that is due (see the module docstring); returns
+        how many indexes were replaced. Called from a background thread."""
+        replaced = 0
+        with self._maintenance_lock:
+            with self._lock.read():
+                due = [(namespace, side, getattr(pair, side)) for namespace, pair in self._indexes.items()
+                       for side in ("dense", "lexical") if getattr(pair, side).maintenance_due()]
+            for namespace, side, index in due:
+                if self._closed:
+                    break
+                replaced += self._maintain_one(namespace, side, index)
+        return replaced
+
+    def _maintain_one(self, namespace: str, side: str, index) -> int:
+        started = time.perf_counter()
+        with self._lock.read():
+            pair = self._indexes.get(namespace)
+            if pair is None or getattr(pair, side) is not index:
+                return 0
+            build = index.maintenance_copy()
+            # Commits wait for the read lock to be released, so none is missed or replayed twice.
+            self._replay[(namespace, side)] = []
+        try:
+            replacement = build()
+        except Exception:
+            log.exception("maintenance of the %s index of namespace %r failed; keeping the current one",
+                          side, namespace)
+            with self._lock.write():
+                self._replay.pop((namespace, side), None)
+            return 0
+        built = time.perf_counter() - started
+        with self._lock.write():
+            changes = self._replay.pop((namespace, side), [])
+            pair = self._indexes.get(namespace)
+            if pair is None or getattr(pair, side) is not index:
+                return 0  # replaced meanwhile (a failed update rebuilt the namespace)
+            apply = _apply_dense if side == "dense" else _apply_lexical
+            for change in changes:
+                apply(replacement, change)
+            setattr(pair, side, replacement)
+        log.info("maintained the %s index of namespace %r beside the live one: built in %.2fs, "
+                 "%d commits replayed, swapped in %.3fs", side, namespace, built, len(changes),
+                 time.perf_counter() - started - built)
+        return 1
 
     # --- snapshots ------------------------------------------------------------
 
@@ -224,6 +340,7 @@ class Store:
             if self._snapshot_generation == self.generation:
                 return False
             root = self._snapshot_dir()
+            root.mkdir(parents=True, exist_ok=True)  # a store with no namespace yet has none
             staging = root / f"g{self.generation}"
             if staging.exists():
                 shutil.rmtree(staging)
@@ -253,8 +370,33 @@ class Store:
         return self.snapshot()
 
     def close(self) -> None:
-        self.snapshot()
-        self.ledger.close()
+        """Snapshot the indexes, close the ledger and release the folder. Waits for
+        readers and writers in flight (the exclusive lock); idempotent."""
+        if self._closed:
+            return
+        try:
+            self.snapshot()
+        except Exception:
+            log.exception("final index snapshot failed; the ledger has every chunk and the "
+                          "indexes are rebuilt from it at the next start")
+        with self._lock.write():
+            self._closed = True
+            self.ledger.close()
+            self._unlock()
+
+
+def _apply_dense(index: VectorIndex, change: IndexChange) -> None:
+    if change.removed:
+        index.remove(np.asarray(change.removed, dtype=np.int64))
+    if change.added_keys:
+        index.add(np.asarray(change.added_keys, dtype=np.int64), np.vstack(change.added_vectors))
+
+
+def _apply_lexical(index: LexicalIndex, change: IndexChange) -> None:
+    if change.removed:
+        index.remove(change.removed)
+    if change.added_keys:
+        index.add(change.added_keys, change.added_texts)
 
 
 class Commit:

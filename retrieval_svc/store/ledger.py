@@ -9,6 +9,7 @@ snapshot knows whether it is current.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (namespace, doc_id);
+-- Kept by every transaction, so counts cost O(1) per namespace (metrics scrapes, Info).
+CREATE TABLE IF NOT EXISTS namespace_counts (
+    name TEXT PRIMARY KEY,
+    documents INTEGER NOT NULL,
+    chunks INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS chunks_by_age ON chunks (namespace, source_updated_at);
 """
 
@@ -67,6 +74,31 @@ _CHUNK_COLUMNS = (
     "key, chunk_id, namespace, doc_id, ordinal, text, start_char, end_char, token_count, "
     "source_updated_at, first_indexed_at, last_verified_at"
 )
+
+
+@dataclass(frozen=True)
+class EncoderBinding:
+    """Which encoder made a store's embeddings. Identity is the weights' hash and the
+    dimension; the name (often a path) is informational, so the same weights
+    installed elsewhere (another venv, another image) open the store."""
+
+    name: str
+    revision: str
+    dimension: int
+
+    def describe(self) -> str:
+        return f"{self.name}@{self.revision} ({self.dimension}-d)"
+
+    @classmethod
+    def parse(cls, stored: str) -> "EncoderBinding | None":
+        """From the ledger's meta value: JSON, or the older 'name@revision (D-d)' text."""
+        try:
+            data = json.loads(stored)
+            return cls(str(data["name"]), str(data["revision"]), int(data["dimension"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+        match = re.fullmatch(r"(.*)@(\S+) \((\d+)-d\)", stored)
+        return cls(match[1], match[2], int(match[3])) if match else None
 
 
 @dataclass(frozen=True)
@@ -105,6 +137,21 @@ class Ledger:
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
         self._writer.commit()
+        if self.get_meta("namespace_counts") is None:
+            self._count_namespaces()
+
+    def _count_namespaces(self) -> None:
+        """Fill namespace_counts from the tables (a ledger from before it existed)."""
+        w = self._writer
+        w.execute("BEGIN IMMEDIATE")
+        w.execute("DELETE FROM namespace_counts")
+        w.execute(
+            "INSERT INTO namespace_counts (name, documents, chunks) SELECT n.name, "
+            "(SELECT COUNT(*) FROM documents d WHERE d.namespace = n.name), "
+            "(SELECT COUNT(*) FROM chunks c WHERE c.namespace = n.name) FROM namespaces n"
+        )
+        w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('namespace_counts', '1')")
+        w.execute("COMMIT")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -131,25 +178,33 @@ class Ledger:
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
 
-    def bind_encoder(self, identity: str) -> None:
+    def bind_encoder(self, encoder: EncoderBinding) -> None:
         """Record which encoder made the stored embeddings; refuse another one.
 
         Vectors of two models must never share an index. An empty ledger takes the
-        new identity; a ledger with chunks keeps its own and raises ValueError."""
-        stored = self.get_meta("encoder")
-        if stored == identity:
-            return
-        chunks = self._reader.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        if stored is not None and chunks:
-            raise ValueError(
-                f"the store at {self.path.parent} holds {chunks} chunks embedded by {stored}, "
-                f"not by the configured encoder {identity}; use a new store.path (and re-ingest) "
-                "or configure the encoder the store was built with"
-            )
+        new encoder; a ledger with chunks keeps its own and raises ValueError when the
+        weights' hash or the dimension differ. The same weights under another name
+        (path) are the same encoder: the stored name is updated."""
+        raw = self.get_meta("encoder")
+        stored = EncoderBinding.parse(raw) if raw is not None else None
+        if stored is not None and (stored.revision, stored.dimension) == (encoder.revision, encoder.dimension):
+            if stored.name == encoder.name:
+                return
+        elif raw is not None:
+            chunks = self._reader.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            if chunks:
+                what = stored.describe() if stored else raw
+                raise ValueError(
+                    f"the store at {self.path.parent} holds {chunks} chunks embedded by {what}, "
+                    f"not by the configured encoder {encoder.describe()}; use a new store.path "
+                    "(and re-ingest) or configure the encoder the store was built with"
+                )
+        value = json.dumps({"name": encoder.name, "revision": encoder.revision,
+                            "dimension": encoder.dimension})
         self._writer.execute(
             "INSERT INTO meta (key, value) VALUES ('encoder', ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (identity,),
+            (value,),
         )
 
     # --- transactions ---------------------------------------------------------
@@ -241,7 +296,9 @@ class Ledger:
             yield keys, [r[1] for r in rows], [r[2] for r in rows], vectors
 
     def chunk_keys(self, namespace: str) -> np.ndarray:
-        rows = self._reader.execute("SELECT key FROM chunks WHERE namespace = ?", (namespace,))
+        """The namespace's chunk keys, ascending."""
+        rows = self._reader.execute(
+            "SELECT key FROM chunks WHERE namespace = ? ORDER BY key", (namespace,))
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def allowed_keys(
@@ -276,13 +333,14 @@ class Ledger:
         return np.fromiter((r[0] for r in self._reader.execute(sql, params)), dtype=np.int64)
 
     def namespace_stats(self, namespace: str) -> tuple[int, int, float | None]:
-        """(documents, chunks, oldest source_updated_at)."""
-        docs = self._reader.execute(
-            "SELECT COUNT(*) FROM documents WHERE namespace = ?", (namespace,)
-        ).fetchone()[0]
-        chunks, oldest = self._reader.execute(
-            "SELECT COUNT(*), MIN(source_updated_at) FROM chunks WHERE namespace = ?", (namespace,)
+        """(documents, chunks, oldest source_updated_at): a row read and an index seek."""
+        row = self._reader.execute(
+            "SELECT documents, chunks FROM namespace_counts WHERE name = ?", (namespace,)
         ).fetchone()
+        docs, chunks = row if row else (0, 0)
+        oldest = self._reader.execute(
+            "SELECT MIN(source_updated_at) FROM chunks WHERE namespace = ?", (namespace,)
+        ).fetchone()[0]
         return docs, chunks, oldest
 
 
@@ -318,11 +376,25 @@ class Transaction:
         self._conn.execute(
             "INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)", (name, now)
         )
+        self._conn.execute(
+            "INSERT OR IGNORE INTO namespace_counts (name, documents, chunks) VALUES (?, 0, 0)", (name,)
+        )
+
+    def _count(self, namespace: str, documents: int = 0, chunks: int = 0) -> None:
+        if documents or chunks:
+            self._conn.execute(
+                "UPDATE namespace_counts SET documents = documents + ?, chunks = chunks + ? "
+                "WHERE name = ?", (documents, chunks, namespace))
 
     def upsert_document(
         self, doc: Document, source_updated_at: float, content_hash: str,
         first_indexed_at: float, now: float,
     ) -> None:
+        exists = self._conn.execute(
+            "SELECT 1 FROM documents WHERE namespace = ? AND doc_id = ?", (doc.namespace, doc.doc_id)
+        ).fetchone()
+        if exists is None:
+            self._count(doc.namespace, documents=1)
         self._conn.execute(
             "INSERT INTO documents (namespace, doc_id, title, text, metadata, source_uri, "
             "source_updated_at, content_hash, first_indexed_at, last_verified_at) "
@@ -346,15 +418,21 @@ class Transaction:
         )
 
     def delete_document(self, namespace: str, doc_id: str) -> None:
-        self._conn.execute(
+        cursor = self._conn.execute(
             "DELETE FROM documents WHERE namespace = ? AND doc_id = ?", (namespace, doc_id)
         )
+        self._count(namespace, documents=-cursor.rowcount)
         self._conn.execute(
             "DELETE FROM doc_metadata WHERE namespace = ? AND doc_id = ?", (namespace, doc_id)
         )
 
-    def delete_chunks(self, keys: Sequence[int]) -> None:
-        self._conn.executemany("DELETE FROM chunks WHERE key = ?", [(int(k),) for k in keys])
+    def delete_chunks(self, namespace: str, keys: Sequence[int]) -> None:
+        """Delete these chunks of `namespace` (keys of other namespaces are left alone)."""
+        deleted = 0
+        for k in keys:
+            deleted += self._conn.execute(
+                "DELETE FROM chunks WHERE key = ? AND namespace = ?", (int(k), namespace)).rowcount
+        self._count(namespace, chunks=-deleted)
 
     def insert_chunks(
         self, namespace: str, doc_id: str, chunks: Sequence[NewChunk],
@@ -373,6 +451,7 @@ class Transaction:
                 ),
             )
             keys.append(cursor.lastrowid)
+        self._count(namespace, chunks=len(keys))
         return keys
 
     def refresh_chunks(

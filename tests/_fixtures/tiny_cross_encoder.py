@@ -39,7 +39,8 @@ def _projected_word_embeddings(minilm_dir: Path, width: int):
     from safetensors import safe_open
 
     with safe_open(str(minilm_dir / "model.safetensors"), framework="pt") as f:
-        name = next(k for k in f.keys() if k.endswith("word_embeddings.weight"))
+        # safe_open has keys() but is neither iterable nor a container.
+        name = next(k for k in f.keys() if k.endswith("word_embeddings.weight"))  # noqa: SIM118
         table = f.get_tensor(name).to(torch.float64)
     centred = table - table.mean(dim=0, keepdim=True)
     # eigh on the 384x384 covariance is deterministic and cheap, unlike an SVD of the table.

@@ -217,7 +217,7 @@ def test_every_alerting_rule_is_unit_tested_firing_and_quiet():
     for rule in alerting_rules():
         labels = {k: str(v) for k, v in rule.get("labels", {}).items()}
 
-        def matches(exp_labels: dict) -> bool:
+        def matches(exp_labels: dict, labels: dict = labels) -> bool:
             return all(str(exp_labels.get(k)) == v for k, v in labels.items())
 
         same_name = [expected for name, expected in cases if name == rule["alert"]]

@@ -19,7 +19,7 @@ SMALL_WINDOWS = {"window_tokens": 48, "overlap_tokens": 8}
 
 def make_settings(store_path, **sections) -> Settings:
     base = {
-        "server": {"port": 0, "metrics_port": -1, "max_workers": 8},
+        "server": {"port": 0, "metrics_port": -1},
         "store": {"path": str(store_path)},
         "chunker": dict(SMALL_WINDOWS),
         "evaluation": {"schedule_seconds": 0},
@@ -31,7 +31,8 @@ def make_settings(store_path, **sections) -> Settings:
 
 @pytest.fixture
 def start_server(tmp_path, encoder):
-    """start_server(store_path=None, reranker_model=None, encoder_override=None, **sections) -> (Server, RetrievalClient)."""
+    """start_server(store_path=None, reranker_model=None, encoder_override=None, **sections)
+    -> (Server, RetrievalClient)."""
     running = []
 
     def start(store_path=None, reranker_model=None, encoder_override=None, **sections):

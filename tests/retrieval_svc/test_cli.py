@@ -27,10 +27,10 @@ def _cli(*args, env=None, check=True):
 def served_process(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RETRIEVAL_SVC_CHUNKER__WINDOW_TOKENS": "64",
            "RETRIEVAL_SVC_CHUNKER__OVERLAP_TOKENS": "8", "RETRIEVAL_SVC_EVALUATION__SCHEDULE_SECONDS": "0"}
-    log = open(tmp_path / "server.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retrieval_svc.cli", "serve", "--data", str(tmp_path / "store"),
-         "--port", "0", "--metrics-port", "-1"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    with open(tmp_path / "server.log", "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "retrieval_svc.cli", "serve", "--data", str(tmp_path / "store"),
+             "--port", "0", "--metrics-port", "-1"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     target = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and target is None:

@@ -148,7 +148,7 @@ def test_info_health_and_reflection(served):
     "doc, fragment",
     [
         (Document("", "", "text"), "doc_id is required"),
-        (Document("", "x", "   "), "text is required"),
+        (Document("", "x", "   "), "text and title are both blank"),
         (Document("bad namespace!", "x", "text"), "namespace"),
         (Document("", "x", "text", metadata={"bad key": "v"}), "metadata key"),
         (Document("", "x", "y" * 5001), "over the limit of 5000"),
@@ -173,7 +173,7 @@ def test_stream_failure_keeps_what_was_accepted(start_server):
         client.ingest(docs, batch_size=2)
     assert _code(e) == grpc.StatusCode.INVALID_ARGUMENT
     details = e.value.details()
-    assert "document 4" in details and "4 documents of this stream before it were committed" in details
+    assert "document 4" in details and "4 documents of this stream were committed" in details
     info = {n.name: n for n in client.info().namespaces}["default"]
     assert info.documents == 4
     assert client.search("telescope galaxies", k=1).hits[0].doc_id.startswith("astronomy")

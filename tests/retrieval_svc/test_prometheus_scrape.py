@@ -47,10 +47,11 @@ def prometheus(tmp_path):
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: retrieval-svc\n"
             f"    static_configs:\n      - targets: ['{target}']\n")
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=open(tmp_path / "prometheus.log", "w"), stderr=subprocess.STDOUT)
+        with open(tmp_path / "prometheus.log", "w") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                 f"--web.listen-address=127.0.0.1:{port}"],
+                stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
         return port
 

@@ -10,6 +10,7 @@ import pytest
 
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.domain import Document
+from retrieval_svc.errors import StartupError
 
 from corpus import long_text, topic_documents
 
@@ -51,6 +52,7 @@ def test_restart_serves_same_results_without_reembedding(start_server, encoder, 
         server.grpc.stop(0).wait()
         server.app.store._indexes.clear()
         server.app.store.ledger.close()
+        server.app.store._unlock()  # the kernel releases a dead process's flock
     counting = CountingEncoder(encoder)
     _, client2 = start_server(store_path=store, encoder_override=counting)
     after = {(q, m): _ranking(client2, q, m) for q in QUERIES for m in MODES}
@@ -131,6 +133,7 @@ def test_titles_head_every_chunk_in_the_index(start_server, tmp_path):
     server.grpc.stop(0).wait()
     server.app.store._indexes.clear()
     server.app.store.ledger.close()
+    server.app.store._unlock()  # the kernel releases a dead process's flock
     _, client2 = start_server(store_path=tmp_path / "titled")
     assert {(q, m): _ranking(client2, q, m) for q in ("zeppelin", "gears and levers") for m in MODES} == before
     # A new title changes what every chunk embeds, so every chunk is re-embedded.
@@ -164,10 +167,12 @@ def test_passage_encodes_keep_torch_threads_after_faiss_updates(start_server, en
     probe = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
     probe.start()
     probe.join()
-    _, client = start_server(encoder_override=Recording(encoder), server={"max_workers": 4})
-    for i in range(8):  # more ingests than workers: some worker encodes after its own FAISS update
+    _, client = start_server(
+        encoder_override=Recording(encoder), server={"max_workers": 10},
+        admission={"search_in_flight": 1, "search_queue": 0, "write_in_flight": 1, "write_queue": 0})
+    for i in range(12):  # more ingests than workers: some worker encodes after its own FAISS update
         client.ingest(topic_documents(namespace=f"ns{i}", per_topic=1))
-    assert len(seen) == 8 and set(seen) == set(fresh)
+    assert len(seen) == 12 and set(seen) == set(fresh)
 
 
 def test_a_store_refuses_an_encoder_it_was_not_built_with(start_server, encoder, tmp_path):
@@ -178,7 +183,22 @@ def test_a_store_refuses_an_encoder_it_was_not_built_with(start_server, encoder,
     server.stop(0)
     other = CountingEncoder(encoder)
     other.identity = dataclasses.replace(encoder.identity, revision="0123456789abcdef")
-    with pytest.raises(ValueError, match="embedded by .* not by the configured encoder"):
+    with pytest.raises(StartupError, match="embedded by .* not by the configured encoder"):
         start_server(store_path=tmp_path / "bound", encoder_override=other)
     _, client2 = start_server(store_path=tmp_path / "bound")  # the original encoder still opens it
     assert client2.search("bread", k=1).hits
+
+
+def test_the_same_weights_under_another_path_open_the_store(start_server, encoder, tmp_path):
+    """Identity is the weights' hash and dimension: an upgrade that installs the same model
+    under another path (another venv or image) keeps the store usable."""
+    import dataclasses
+
+    server, client = start_server(store_path=tmp_path / "moved")
+    client.ingest(topic_documents())
+    server.stop(0)
+    moved = CountingEncoder(encoder)
+    moved.identity = dataclasses.replace(encoder.identity, name="/opt/another-venv/models/minilm")
+    _, client2 = start_server(store_path=tmp_path / "moved", encoder_override=moved)
+    assert client2.search("bread", k=1).hits and moved.passages == 0
+    assert client2.ingest(topic_documents()).chunks_embedded == 0

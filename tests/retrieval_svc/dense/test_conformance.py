@@ -108,6 +108,22 @@ def test_remove_returns_how_many_were_present(factory, filled, data, rng):
     assert filled.remove(doomed) == 0
 
 
+def test_export_returns_every_live_entry(factory, filled, data, rng):
+    keys, vectors, _ = data
+    current = dict(zip(keys.tolist(), vectors))
+    replacements = clustered(rng, 20)
+    filled.add(keys[:20], replacements)  # export has the new vectors of replaced keys
+    current.update(zip(keys[:20].tolist(), replacements))
+    filled.remove(keys[20:60])
+    for key in keys[20:60].tolist():
+        del current[key]
+    exported_keys, exported_vectors = filled.export()
+    assert exported_keys.dtype == np.int64 and exported_vectors.dtype == np.float32
+    assert sorted(exported_keys.tolist()) == sorted(current)
+    expected = np.stack([current[key] for key in exported_keys.tolist()])
+    np.testing.assert_allclose(exported_vectors, expected, atol=1e-3)
+
+
 def test_remove_everything_then_add_again(factory, filled, data):
     keys, vectors, queries = data
     assert filled.remove(keys) == N

@@ -42,6 +42,13 @@ def test_hand_computed_values(metric, expected):
     assert evaluate_query(RANKED, JUDGEMENTS, [metric])[metric] == pytest.approx(expected, abs=TOLERANCE)
 
 
+def test_precision_without_a_cut_off_is_over_the_returned_list():
+    # Called directly (the string "precision" needs a cut-off): trec_eval set_P.
+    precision = METRICS["precision"][0]
+    assert precision(RANKED, JUDGEMENTS, None) == pytest.approx(2 / 4)
+    assert precision([], JUDGEMENTS, None) == 0.0
+
+
 def test_ideal_dcg_uses_judgements_that_were_not_retrieved():
     # Only the grade-1 document is found, at rank 1; the grade-3 one exists but is missing.
     value = evaluate_query(["low"], {"low": 1, "high": 3}, ["ndcg@2"])["ndcg@2"]

@@ -69,7 +69,8 @@ def test_write_report_writes_markdown_and_pngs(tmp_path):
     assert "| precision | 5 | 0.0500 | 0.1000 | 0.1500 |" in text
     assert "| map | - | 0.5000 | 0.5500 | 0.6000 |" in text
     # ndcg rows come first, then by k.
-    assert text.index("| ndcg | 1 |") < text.index("| ndcg | 5 |") < text.index("| ndcg | 10 |") < text.index("| mrr | 1 |")
+    assert (text.index("| ndcg | 1 |") < text.index("| ndcg | 5 |") < text.index("| ndcg | 10 |")
+            < text.index("| mrr | 1 |"))
     # latency in ms: dense p50 of [10, 12, 20, 50] ms is 16 ms; max 50 ms.
     assert "| dense | 4 | 16.00 |" in text and "| 50.00 | 0 |" in text
     assert "| reranked | 4 | 135.00 | 325.00 | 392.50 | 195.00 | 400.00 | 2 |" in text

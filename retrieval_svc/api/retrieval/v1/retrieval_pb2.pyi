@@ -10,6 +10,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class InvalidDocumentPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INVALID_DOCUMENT_POLICY_UNSPECIFIED: _ClassVar[InvalidDocumentPolicy]
+    INVALID_DOCUMENT_POLICY_REJECT: _ClassVar[InvalidDocumentPolicy]
+    INVALID_DOCUMENT_POLICY_SKIP: _ClassVar[InvalidDocumentPolicy]
+
+class RejectionReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REJECTION_REASON_UNSPECIFIED: _ClassVar[RejectionReason]
+    REJECTION_REASON_MISSING_FIELD: _ClassVar[RejectionReason]
+    REJECTION_REASON_TOO_LARGE: _ClassVar[RejectionReason]
+    REJECTION_REASON_MALFORMED: _ClassVar[RejectionReason]
+
 class SearchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SEARCH_MODE_UNSPECIFIED: _ClassVar[SearchMode]
@@ -23,6 +36,13 @@ class FusionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FUSION_METHOD_RRF: _ClassVar[FusionMethod]
     FUSION_METHOD_MINMAX: _ClassVar[FusionMethod]
     FUSION_METHOD_ZSCORE: _ClassVar[FusionMethod]
+INVALID_DOCUMENT_POLICY_UNSPECIFIED: InvalidDocumentPolicy
+INVALID_DOCUMENT_POLICY_REJECT: InvalidDocumentPolicy
+INVALID_DOCUMENT_POLICY_SKIP: InvalidDocumentPolicy
+REJECTION_REASON_UNSPECIFIED: RejectionReason
+REJECTION_REASON_MISSING_FIELD: RejectionReason
+REJECTION_REASON_TOO_LARGE: RejectionReason
+REJECTION_REASON_MALFORMED: RejectionReason
 SEARCH_MODE_UNSPECIFIED: SearchMode
 SEARCH_MODE_DENSE: SearchMode
 SEARCH_MODE_BM25: SearchMode
@@ -58,13 +78,29 @@ class Document(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., doc_id: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_uri: _Optional[str] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
-    __slots__ = ("documents",)
+    __slots__ = ("documents", "on_invalid")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    ON_INVALID_FIELD_NUMBER: _ClassVar[int]
     documents: _containers.RepeatedCompositeFieldContainer[Document]
-    def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...
+    on_invalid: InvalidDocumentPolicy
+    def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., on_invalid: _Optional[_Union[InvalidDocumentPolicy, str]] = ...) -> None: ...
+
+class RejectedDocument(_message.Message):
+    __slots__ = ("index", "doc_id", "field", "reason", "message")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DOC_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    doc_id: str
+    field: str
+    reason: RejectionReason
+    message: str
+    def __init__(self, index: _Optional[int] = ..., doc_id: _Optional[str] = ..., field: _Optional[str] = ..., reason: _Optional[_Union[RejectionReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class IngestSummary(_message.Message):
-    __slots__ = ("documents_added", "documents_updated", "documents_unchanged", "chunks_added", "chunks_unchanged", "chunks_removed", "chunks_embedded", "index_generation")
+    __slots__ = ("documents_added", "documents_updated", "documents_unchanged", "chunks_added", "chunks_unchanged", "chunks_removed", "chunks_embedded", "index_generation", "documents_rejected", "rejected")
     DOCUMENTS_ADDED_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_UPDATED_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +109,8 @@ class IngestSummary(_message.Message):
     CHUNKS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_EMBEDDED_FIELD_NUMBER: _ClassVar[int]
     INDEX_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
     documents_added: int
     documents_updated: int
     documents_unchanged: int
@@ -81,7 +119,9 @@ class IngestSummary(_message.Message):
     chunks_removed: int
     chunks_embedded: int
     index_generation: int
-    def __init__(self, documents_added: _Optional[int] = ..., documents_updated: _Optional[int] = ..., documents_unchanged: _Optional[int] = ..., chunks_added: _Optional[int] = ..., chunks_unchanged: _Optional[int] = ..., chunks_removed: _Optional[int] = ..., chunks_embedded: _Optional[int] = ..., index_generation: _Optional[int] = ...) -> None: ...
+    documents_rejected: int
+    rejected: _containers.RepeatedCompositeFieldContainer[RejectedDocument]
+    def __init__(self, documents_added: _Optional[int] = ..., documents_updated: _Optional[int] = ..., documents_unchanged: _Optional[int] = ..., chunks_added: _Optional[int] = ..., chunks_unchanged: _Optional[int] = ..., chunks_removed: _Optional[int] = ..., chunks_embedded: _Optional[int] = ..., index_generation: _Optional[int] = ..., documents_rejected: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedDocument, _Mapping]]] = ...) -> None: ...
 
 class DeleteDocumentsRequest(_message.Message):
     __slots__ = ("namespace", "doc_ids")
@@ -351,17 +391,26 @@ class NamespaceInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., dense_vectors: _Optional[int] = ..., bm25_chunks: _Optional[int] = ..., oldest_chunk_age_seconds: _Optional[float] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("version", "models", "namespaces", "index_generation", "dense_index", "config_json")
+    __slots__ = ("version", "models", "namespaces", "index_generation", "dense_index", "config_json", "limits")
+    class LimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     INDEX_GENERATION_FIELD_NUMBER: _ClassVar[int]
     DENSE_INDEX_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     version: str
     models: _containers.RepeatedCompositeFieldContainer[ModelIdentity]
     namespaces: _containers.RepeatedCompositeFieldContainer[NamespaceInfo]
     index_generation: int
     dense_index: str
     config_json: str
-    def __init__(self, version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelIdentity, _Mapping]]] = ..., namespaces: _Optional[_Iterable[_Union[NamespaceInfo, _Mapping]]] = ..., index_generation: _Optional[int] = ..., dense_index: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
+    limits: _containers.ScalarMap[str, float]
+    def __init__(self, version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelIdentity, _Mapping]]] = ..., namespaces: _Optional[_Iterable[_Union[NamespaceInfo, _Mapping]]] = ..., index_generation: _Optional[int] = ..., dense_index: _Optional[str] = ..., config_json: _Optional[str] = ..., limits: _Optional[_Mapping[str, float]] = ...) -> None: ...

@@ -89,20 +89,30 @@ class RetrievalServiceServicer:
         next message is read, so a failure never loses what was already
         accepted. The summary counts everything committed by this stream.
         Errors:
-        INVALID_ARGUMENT  a document is malformed (missing doc_id or text,
-        invalid UTF-8, over max_document_chars, bad namespace
-        or metadata); the message says which document and how
-        many documents of the stream were committed before it.
-        RESOURCE_EXHAUSTED a message has more documents than max_batch_documents.
-        UNAVAILABLE       the server is shutting down.
+        INVALID_ARGUMENT  a document is malformed (missing doc_id, no text and
+        no title, invalid UTF-8, a field over its limit, bad
+        namespace, metadata or timestamp) and the message's
+        on_invalid policy is REJECT; the status says which
+        document and how many documents of the stream were
+        committed before it.
+        RESOURCE_EXHAUSTED a message has more documents than
+        limits.max_batch_documents, or the server's write
+        admission queue is full (retry after the RetryInfo
+        delay; nothing of that message was committed).
+        DEADLINE_EXCEEDED / CANCELLED  the caller's deadline passed or it went
+        away; messages committed before stay committed.
+        UNAVAILABLE       the server is shutting down; the status says how many
+        documents of the stream were committed (resend the rest).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IngestBatch(self, request, context):
-        """Unary twin of Ingest: one batch, committed atomically (all or nothing).
-        Errors: as Ingest; on INVALID_ARGUMENT nothing of this batch is committed.
+        """Unary twin of Ingest: one batch, committed atomically (all or nothing for
+        its valid documents). Re-sending a batch is safe: unchanged documents
+        embed nothing. Errors: as Ingest; on any error nothing of this batch is
+        committed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,11 +132,18 @@ class RetrievalServiceServicer:
         """Searches one query.
         Errors:
         INVALID_ARGUMENT  empty query, k < 0 or k > max_k, candidate depth out of
-        range, malformed filter, negative weight or max_age.
+        range, malformed filter (or more than
+        limits.max_filter_clauses clauses or
+        limits.max_filter_values values), negative weight or
+        max_age, request_id over limits.max_request_id_chars.
         NOT_FOUND         the namespace does not exist.
         FAILED_PRECONDITION the requested mode needs a retriever that is
         disabled (e.g. rerank requested with no reranker).
-        DEADLINE_EXCEEDED the client's deadline expired.
+        RESOURCE_EXHAUSTED the server is at capacity (admission.search_in_flight
+        running and admission.search_queue waiting); refused
+        at once, with a google.rpc.RetryInfo delay.
+        DEADLINE_EXCEEDED the client's deadline passed; the work was dropped
+        (checked before encoding and before re-ranking).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,7 +178,8 @@ class RetrievalServiceServicer:
 
     def Info(self, request, context):
         """Describes the server: models, namespaces with their counts and index
-        sizes, the index generation and the effective configuration.
+        sizes, the index generation, the effective configuration and every
+        input limit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

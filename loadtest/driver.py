@@ -1,0 +1,170 @@
+"""The open-loop driver: send request i at its scheduled offset, whatever is outstanding.
+
+Latency is counted from the *intended* send time (start + offset_i), not from
+the moment the request actually left, so a generator that fell behind, or an
+event loop busy with answers, cannot hide queueing; how late each request
+actually left (`lateness`) is recorded apart so a report can say when the
+generator, not the server, was the bottleneck.
+
+`run_open_loop` knows nothing about gRPC: it paces calls of an async
+``call(i) -> status code name``. `SearchCaller` is that call for
+RetrievalService.Search over grpc.aio, with a deadline on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable, Sequence
+
+import grpc
+
+from loadtest.queries import RequestPlan
+
+CLIENT_CANCELLED = "CLIENT_CANCELLED"  # still outstanding when the run's wait ran out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request. Times are seconds from the start of the run."""
+
+    index: int
+    mode: str
+    intended: float
+    sent: float
+    done: float
+    code: str
+
+    @property
+    def latency(self) -> float:
+        """From the intended send time to the answer (what a user arriving on schedule saw)."""
+        return self.done - self.intended
+
+    @property
+    def lateness(self) -> float:
+        """How late the generator sent it (actual - intended send time)."""
+        return self.sent - self.intended
+
+    @property
+    def service_time(self) -> float:
+        return self.done - self.sent
+
+
+async def run_open_loop(
+    offsets: Sequence[float],
+    call: Callable[[int], Awaitable[str]],
+    *,
+    label: Callable[[int], str] = lambda i: "",
+    wait_after_s: float | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> list[Outcome]:
+    """Call `call(i)` at start + offsets[i] for every i, without waiting for earlier calls.
+
+    When the pacer is behind it sends at once (no skipping: the offered count is
+    what the schedule says). After the last send it waits up to `wait_after_s`
+    (None: for ever) for outstanding calls, then cancels the rest, recorded as
+    CLIENT_CANCELLED. `on_outcome` sees each outcome as it completes; `stop()`,
+    asked before each send, ends the schedule early (a probe that has its answer).
+    `clock` and `sleep` are injectable for tests (fake time).
+    """
+    start = clock()
+    outcomes: list[Outcome | None] = [None] * len(offsets)
+
+    async def one(i: int, intended: float) -> None:
+        sent = clock() - start
+        try:
+            code = await call(i)
+        except asyncio.CancelledError:
+            code = CLIENT_CANCELLED
+        except Exception as exc:  # a bug in the caller must not stop the schedule
+            code = f"CLIENT_{type(exc).__name__}"
+        outcomes[i] = outcome = Outcome(i, label(i), intended, sent, clock() - start, code)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    tasks = []
+    for i, offset in enumerate(offsets):
+        delay = offset - (clock() - start)
+        if delay > 0:
+            await sleep(delay)
+        if stop():
+            break
+        tasks.append(asyncio.ensure_future(one(i, offset)))
+        # Let the new task reach its send before pacing on (and let answers in).
+        await asyncio.sleep(0)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=wait_after_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks)
+    return [o for o in outcomes if o is not None]
+
+
+# --- gRPC ------------------------------------------------------------------------------
+
+_MODE_NAMES = {"dense": "SEARCH_MODE_DENSE", "bm25": "SEARCH_MODE_BM25", "hybrid": "SEARCH_MODE_HYBRID"}
+
+
+@contextlib.asynccontextmanager
+async def open_channels(target: str, count: int = 1) -> AsyncIterator[list[grpc.aio.Channel]]:
+    """`count` grpc.aio channels to `target`, each on its own HTTP/2 connection."""
+    if count < 1:
+        raise ValueError(f"channels must be >= 1, got {count}")
+    # Channels with equal arguments share one connection through the global
+    # subchannel pool; a local pool per channel gives each its own.
+    options = [("grpc.use_local_subchannel_pool", 1)] if count > 1 else []
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(count)]
+    try:
+        yield channels
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+class SearchCaller:
+    """call(i) -> status code name of one Search, request i of `plan`, with a deadline."""
+
+    def __init__(self, channels: Sequence[grpc.aio.Channel], plan: RequestPlan, *, deadline_s: float,
+                 namespace: str = "", k: int = 10, request_prefix: str = "loadtest") -> None:
+        from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
+        from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
+
+        if not deadline_s > 0:
+            raise ValueError(f"deadline must be > 0 s, got {deadline_s}")
+        self._pb = pb
+        self._stubs = [rgrpc.RetrievalServiceStub(c) for c in channels]
+        self.plan = plan
+        self.deadline_s = deadline_s
+        self.namespace = namespace
+        self.k = k
+        self.request_prefix = request_prefix
+
+    def mode_of(self, i: int) -> str:
+        return self.plan(i)[1]
+
+    async def __call__(self, i: int) -> str:
+        text, mode = self.plan(i)
+        request = self._pb.SearchRequest(
+            query=text, namespace=self.namespace, k=self.k,
+            mode=self._pb.SearchMode.Value(_MODE_NAMES[mode]), request_id=f"{self.request_prefix}-{i}")
+        try:
+            await self._stubs[i % len(self._stubs)].Search(request, timeout=self.deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+        return "OK"
+
+
+async def drive_search(target: str, offsets: Sequence[float], plan: RequestPlan, *, deadline_s: float,
+                       namespace: str = "", k: int = 10, channels: int = 1,
+                       request_prefix: str = "loadtest") -> list[Outcome]:
+    """Open-loop Search load against `target`; every call ends by its deadline, so the
+    run ends at most deadline + 5 s after the last send."""
+    async with open_channels(target, channels) as chans:
+        caller = SearchCaller(chans, plan, deadline_s=deadline_s, namespace=namespace, k=k,
+                              request_prefix=request_prefix)
+        return await run_open_loop(offsets, caller, label=caller.mode_of, wait_after_s=deadline_s + 5.0)

@@ -1,0 +1,266 @@
+"""The open-loop load generator: schedules, percentiles, pacing on a fake clock, reports,
+Prometheus deltas, and one short low-rate run against a real in-process server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from loadtest import metrics
+from loadtest.cli import main as loadtest_main
+from loadtest.driver import Outcome, run_open_loop
+from loadtest.queries import ModeMix, RequestPlan, load_queries
+from loadtest.report import summarize
+from loadtest.schedule import constant, make_schedule, poisson
+from loadtest.stats import LatencySummary, percentile
+
+# --- stats --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])
+def test_percentile_matches_numpy_linear(n):
+    rng = random.Random(n)
+    values = [rng.expovariate(10.0) for _ in range(n)]
+    for q in (0, 1, 25, 50, 90, 95, 99, 99.9, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12, abs=1e-15)
+
+
+def test_percentile_edges():
+    assert math.isnan(percentile([], 50))
+    assert percentile([3.0], 99) == 3.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    with pytest.raises(ValueError, match="in \\[0, 100\\]"):
+        percentile([1.0], 101)
+    summary = LatencySummary.of([0.001 * i for i in range(1, 101)])
+    assert (summary.count, summary.max) == (100, 0.1)
+    assert summary.p99 == pytest.approx(0.09901)
+    assert summary.to_ms()["p50_ms"] == 50.5
+    assert LatencySummary.of([]).to_ms()["p99_ms"] is None
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+def test_constant_schedule_sends_rate_times_duration_evenly():
+    offsets = constant(20, 3)
+    assert len(offsets) == 60
+    assert offsets[0] == 0 and offsets[-1] < 3
+    assert np.allclose(np.diff(offsets), 0.05)
+    assert len(constant(7.5, 2)) == 15
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        constant(0, 1)
+
+
+def test_poisson_schedule_is_seeded_and_has_the_right_rate():
+    a, b = poisson(50, 20, seed=7), poisson(50, 20, seed=7)
+    assert a == b and a != poisson(50, 20, seed=8)
+    assert a == sorted(a) and a[0] > 0 and a[-1] < 20
+    long = poisson(100, 100, seed=1)
+    # Count ~ Poisson(10000): sd 100, so 5 sd either side.
+    assert abs(len(long) - 10_000) < 500
+    gaps = np.diff(long)
+    assert gaps.mean() == pytest.approx(0.01, rel=0.05)
+    # Exponential gaps: the standard deviation equals the mean (constant arrivals have 0).
+    assert gaps.std() == pytest.approx(gaps.mean(), rel=0.1)
+    with pytest.raises(ValueError, match="unknown arrival"):
+        make_schedule("bursty", 1, 1)
+
+
+# --- queries and the mode mix ----------------------------------------------------------------
+
+
+def test_mode_mix_interleaves_exact_shares():
+    mix = ModeMix.parse("dense=1,bm25=1,hybrid=2")
+    cycle = mix.cycle()
+    assert len(cycle) == 4 and sorted(cycle) == ["bm25", "dense", "hybrid", "hybrid"]
+    assert cycle[0] != cycle[1]  # spread out, not hybrid, hybrid, dense, bm25
+    assert ModeMix.parse("hybrid").cycle() == ("hybrid",)
+    plan = RequestPlan.build(["q0", "q1", "q2"], mix)
+    assert [plan(i) for i in range(5)] == [("q0", cycle[0]), ("q1", cycle[1]), ("q2", cycle[2]),
+                                           ("q0", cycle[3]), ("q1", cycle[0])]
+    assert RequestPlan.build(["q0", "q1", "q2"], mix, first_index=4)(0) == ("q1", cycle[0])
+    for bad, message in (("sparse=1", "unknown mode"), ("dense=x", "whole number"), ("dense=0", "no mode")):
+        with pytest.raises(ValueError, match=message):
+            ModeMix.parse(bad)
+
+
+def test_load_queries_beir_split_jsonl_and_text(tmp_path):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": str(i), "text": f"query {i}"}) + "\n" for i in range(5)))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n3\td\t1\n1\td\t1\n1\te\t1\n")
+    assert load_queries(beir) == [f"query {i}" for i in range(5)]
+    assert load_queries(beir, "test") == ["query 1", "query 3"]
+    assert load_queries(beir / "queries.jsonl") == [f"query {i}" for i in range(5)]
+    text = tmp_path / "q.txt"
+    text.write_text("first\n\n  second  \n")
+    assert load_queries(text) == ["first", "second"]
+    with pytest.raises(ValueError, match="train.tsv does not exist"):
+        load_queries(beir, "train")
+    with pytest.raises(ValueError, match="needs a BEIR folder"):
+        load_queries(text, "test")
+
+
+# --- the pacer, on a fake clock -----------------------------------------------------------
+
+
+class FakeTime:
+    """A clock that moves only when the pacer sleeps; `stalls` make chosen sleeps overshoot,
+    like a generator that was descheduled or an event loop busy with answers."""
+
+    def __init__(self, start: float = 1000.0, stalls: dict[int, float] | None = None) -> None:
+        self.now = start
+        self.stalls = dict(stalls or {})
+        self.sleeps = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds + self.stalls.get(self.sleeps, 0.0)
+        self.sleeps += 1
+        await asyncio.sleep(0)
+
+
+def test_pacer_counts_latency_from_the_intended_send_time():
+    # 10 req/s; the sleep before request 1 overshoots by 250 ms, so requests 1-3 leave late
+    # (2 and 3 at once, without sleeping: the pacer catches up rather than skipping).
+    fake = FakeTime(stalls={0: 0.25})
+
+    async def call(i: int) -> str:
+        return "OK"  # answers take no (fake) time: all latency is the generator's lateness
+
+    outcomes = asyncio.run(run_open_loop([0.0, 0.1, 0.2, 0.3, 0.4], call, clock=fake.clock, sleep=fake.sleep))
+    assert [o.index for o in outcomes] == [0, 1, 2, 3, 4]
+    assert [round(o.sent, 6) for o in outcomes] == [0.0, 0.35, 0.35, 0.35, 0.4]
+    assert [round(o.lateness, 6) for o in outcomes] == [0.0, 0.25, 0.15, 0.05, 0.0]
+    assert [round(o.latency, 6) for o in outcomes] == [0.0, 0.25, 0.15, 0.05, 0.0]
+    assert all(o.service_time == 0 for o in outcomes)
+    assert fake.sleeps == 2  # before request 1 and before request 4 only
+
+
+def test_pacer_does_not_wait_for_outstanding_requests():
+    # Closed loop would send one at a time; open loop keeps to the schedule while
+    # every earlier request is still outstanding.
+    outstanding, most = 0, 0
+
+    async def slow(i: int) -> str:
+        nonlocal outstanding, most
+        outstanding += 1
+        most = max(most, outstanding)
+        await asyncio.sleep(0.4)
+        outstanding -= 1
+        return "UNAVAILABLE" if i % 2 else "OK"
+
+    outcomes = asyncio.run(run_open_loop(constant(50, 0.2), slow, label=lambda i: "bm25"))
+    assert len(outcomes) == 10 and most == 10
+    assert max(o.lateness for o in outcomes) < 0.1
+    assert all(o.latency >= 0.4 for o in outcomes)
+    assert {o.code for o in outcomes} == {"OK", "UNAVAILABLE"} and {o.mode for o in outcomes} == {"bm25"}
+
+
+def test_pacer_cancels_calls_outstanding_past_the_wait():
+    async def hang(i: int) -> str:
+        await asyncio.sleep(10)
+        return "OK"
+
+    outcomes = asyncio.run(run_open_loop([0.0, 0.01], hang, wait_after_s=0.05))
+    assert [o.code for o in outcomes] == ["CLIENT_CANCELLED", "CLIENT_CANCELLED"]
+
+
+# --- reports ---------------------------------------------------------------------------
+
+
+def test_summarize_buckets_offered_by_intent_and_achieved_by_completion():
+    outcomes = [
+        Outcome(0, "hybrid", 0.0, 0.0, 0.1, "OK"),
+        Outcome(1, "hybrid", 0.5, 0.5, 1.7, "OK"),               # offered in 0-1, answered in 1-2
+        Outcome(2, "hybrid", 1.0, 1.002, 1.003, "RESOURCE_EXHAUSTED"),
+        Outcome(3, "dense", 1.5, 1.5, 2.5, "DEADLINE_EXCEEDED"),
+    ]
+    report = summarize(outcomes, target="t", arrival="constant", rate=2, duration=2, deadline_s=1.0,
+                       mix="hybrid", interval=1.0)
+    first, second, tail = report.intervals
+    assert (first.offered, first.ok_completed, first.codes) == (2, 1, {"OK": 2})
+    assert first.ok_latency.max == pytest.approx(1.2)
+    assert (second.offered, second.ok_completed, second.refused) == (2, 1, 1)
+    assert second.refusal_latency.p50 == pytest.approx(0.003)
+    assert (tail.offered, tail.end, tail.achieved_rate) == (0, 3.0, 0.0)
+    o = report.overall
+    assert o.offered_rate == 2.0 and o.achieved_rate == pytest.approx(2 / 2.5)
+    assert o.error_ratio == 0.5 and o.codes == {"OK": 2, "RESOURCE_EXHAUSTED": 1, "DEADLINE_EXCEEDED": 1}
+    assert set(report.ok_latency_by_mode) == {"hybrid", "dense"}
+    assert report.ok_latency_by_mode["dense"].count == 0
+    assert not report.generator_behind
+    late = summarize([Outcome(0, "", 0.0, 0.05, 0.06, "OK")], target="t", arrival="constant", rate=1,
+                     duration=1, deadline_s=1.0, mix="hybrid")
+    assert late.generator_behind
+    json.dumps(report.to_dict())  # NaNs become None: plain JSON
+
+
+# --- Prometheus deltas -----------------------------------------------------------------
+
+
+def _exposition(ok: float, exhausted: float | None = None, overruns: float | None = None) -> str:
+    lines = ["# HELP retrieval_requests_total RPCs finished.", "# TYPE retrieval_requests_total counter",
+             f'retrieval_requests_total{{rpc="Search",code="OK"}} {ok}',
+             'retrieval_requests_total{rpc="Info",code="OK"} 4.0']
+    if exhausted is not None:
+        lines.append(f'retrieval_requests_total{{rpc="Search",code="RESOURCE_EXHAUSTED"}} {exhausted}')
+    if overruns is not None:
+        lines += ["# TYPE retrieval_deadline_overruns_total counter",
+                  f'retrieval_deadline_overruns_total{{rpc="Search"}} {overruns}']
+    return "\n".join(lines) + "\n"
+
+
+def test_server_deltas_by_code_and_overruns_when_exported():
+    before = metrics.parse(_exposition(10.0))
+    after = metrics.parse(_exposition(25.0, exhausted=3.0))
+    deltas = metrics.server_deltas(before, after)
+    assert deltas["requests_by_code"] == {"OK": 15, "RESOURCE_EXHAUSTED": 3}
+    assert deltas["deadline_overruns"] is None
+    with_overruns = metrics.server_deltas(metrics.parse(_exposition(1.0, overruns=2.0)),
+                                          metrics.parse(_exposition(1.0, overruns=9.0)))
+    assert with_overruns["deadline_overruns"] == 7 and with_overruns["requests_by_code"] == {}
+    with pytest.raises(ValueError, match="127.0.0.1"):
+        metrics.check_local("http://10.0.0.1:9464/metrics")
+
+
+# --- a real server ----------------------------------------------------------------------
+
+
+def test_run_against_a_real_server_counts_requests_and_codes(start_server, tmp_path, capsys):
+    from corpus import topic_documents
+
+    server, client = start_server(server={"metrics_port": 0})
+    client.ingest(topic_documents())
+    queries = tmp_path / "queries.txt"
+    # Every fourth query is over limits.max_query_chars (4096): INVALID_ARGUMENT.
+    queries.write_text("bread in a hot oven\ninterest rates and inflation\nsails and wind\n"
+                       + "x " * 2500 + "\n")
+    out = tmp_path / "run.json"
+    rc = loadtest_main([
+        "--target", f"127.0.0.1:{server.port}", "--queries", str(queries), "--rate", "20", "--duration", "3",
+        "--mix", "bm25=1,hybrid=1", "--deadline-ms", "5000",
+        "--metrics", f"http://127.0.0.1:{server.metrics_port}/metrics", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    overall = report["overall"]
+    assert overall["offered"] == 60 and overall["offered_rate"] == 20
+    assert overall["codes"] == {"INVALID_ARGUMENT": 15, "OK": 45}
+    assert overall["ok_latency"]["count"] == 45 and overall["ok_latency"]["p50_ms"] > 0
+    assert [w["offered"] for w in report["intervals"][:3]] == [20, 20, 20]
+    assert sum(w["ok_completed"] for w in report["intervals"]) == 45
+    assert report["ok_latency_by_mode"].keys() == {"bm25", "hybrid"}
+    # What the server counted matches what the client saw.
+    assert report["server"]["requests_by_code"] == {"INVALID_ARGUMENT": 15, "OK": 45}
+    printed = capsys.readouterr().out
+    assert "| all |" in printed and "OK=45 INVALID_ARGUMENT=15" in printed
+    if report["server"]["deadline_overruns"] is None:
+        assert "retrieval_deadline_overruns_total: n/a" in printed
