@@ -22,6 +22,8 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 import grpc
 
 from loadtest.queries import RequestPlan
+from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
+from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
 
 CLIENT_CANCELLED = "CLIENT_CANCELLED"  # still outstanding when the run's wait ran out
 
@@ -107,12 +109,15 @@ async def run_open_loop(
 
 # --- gRPC ------------------------------------------------------------------------------
 
-_MODE_NAMES = {"dense": "SEARCH_MODE_DENSE", "bm25": "SEARCH_MODE_BM25", "hybrid": "SEARCH_MODE_HYBRID"}
+_MODES = {"dense": pb.SEARCH_MODE_DENSE, "bm25": pb.SEARCH_MODE_BM25, "hybrid": pb.SEARCH_MODE_HYBRID}
 
 
 @contextlib.asynccontextmanager
-async def open_channels(target: str, count: int = 1) -> AsyncIterator[list[grpc.aio.Channel]]:
-    """`count` grpc.aio channels to `target`, each on its own HTTP/2 connection."""
+async def open_channels(target: str, count: int = 1,
+                        connect_timeout_s: float = 5.0) -> AsyncIterator[list[grpc.aio.Channel]]:
+    """`count` grpc.aio channels to `target`, each on its own HTTP/2 connection, connected
+    before the first request (so that request's latency holds no TCP/HTTP/2 set-up). A
+    server that is not there is not an error here: its requests come back UNAVAILABLE."""
     if count < 1:
         raise ValueError(f"channels must be >= 1, got {count}")
     # Channels with equal arguments share one connection through the global
@@ -120,6 +125,10 @@ async def open_channels(target: str, count: int = 1) -> AsyncIterator[list[grpc.
     options = [("grpc.use_local_subchannel_pool", 1)] if count > 1 else []
     channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(count)]
     try:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), connect_timeout_s)
+        except TimeoutError:
+            pass
         yield channels
     finally:
         for channel in channels:
@@ -131,12 +140,8 @@ class SearchCaller:
 
     def __init__(self, channels: Sequence[grpc.aio.Channel], plan: RequestPlan, *, deadline_s: float,
                  namespace: str = "", k: int = 10, request_prefix: str = "loadtest") -> None:
-        from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
-        from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
-
         if not deadline_s > 0:
             raise ValueError(f"deadline must be > 0 s, got {deadline_s}")
-        self._pb = pb
         self._stubs = [rgrpc.RetrievalServiceStub(c) for c in channels]
         self.plan = plan
         self.deadline_s = deadline_s
@@ -149,9 +154,8 @@ class SearchCaller:
 
     async def __call__(self, i: int) -> str:
         text, mode = self.plan(i)
-        request = self._pb.SearchRequest(
-            query=text, namespace=self.namespace, k=self.k,
-            mode=self._pb.SearchMode.Value(_MODE_NAMES[mode]), request_id=f"{self.request_prefix}-{i}")
+        request = pb.SearchRequest(query=text, namespace=self.namespace, k=self.k, mode=_MODES[mode],
+                                   request_id=f"{self.request_prefix}-{i}")
         try:
             await self._stubs[i % len(self._stubs)].Search(request, timeout=self.deadline_s)
         except grpc.aio.AioRpcError as exc:

@@ -11,6 +11,7 @@ Counters read:
 from __future__ import annotations
 
 import urllib.request
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +23,16 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+@dataclass(frozen=True)
+class Scrape:
+    """Samples: (sample name, sorted labels) -> value. `declared`: sample names the
+    exposition declares, with or without samples (a labelled counter nobody has
+    incremented yet shows only its HELP and TYPE lines: it is 0, not absent)."""
+
+    samples: Samples
+    declared: frozenset[str]
+
+
 def check_local(url: str) -> str:
     """The URL unchanged if it is http(s) on this machine; ValueError otherwise."""
     parts = urlsplit(url)
@@ -30,35 +41,40 @@ def check_local(url: str) -> str:
     return url
 
 
-def scrape(url: str, timeout: float = 5.0) -> Samples:
-    """Every sample of the exposition at `url`: (sample name, sorted labels) -> value."""
+def scrape(url: str, timeout: float = 5.0) -> Scrape:
+    """Every sample of the exposition at `url`."""
     with urllib.request.urlopen(check_local(url), timeout=timeout) as response:  # noqa: S310 (checked local)
         text = response.read().decode("utf-8")
     return parse(text)
 
 
-def parse(text: str) -> Samples:
+def parse(text: str) -> Scrape:
     samples: Samples = {}
+    declared = set()
     for family in text_string_to_metric_families(text):
+        declared.add(family.name)
+        if family.type == "counter":
+            declared.add(family.name + "_total")
         for s in family.samples:
+            declared.add(s.name)
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
+    return Scrape(samples, frozenset(declared))
 
 
-def counter_deltas(before: Samples, after: Samples, name: str) -> dict[tuple, float] | None:
+def counter_deltas(before: Scrape, after: Scrape, name: str) -> dict[tuple, float] | None:
     """after - before per label set of counter sample `name` (a label set absent before
-    started at 0); None when neither scrape has it."""
-    if not any(sample == name for sample, _ in (*before, *after)):
+    started at 0); None when neither scrape declares it."""
+    if name not in before.declared and name not in after.declared:
         return None
-    return {labels: value - before.get((sample, labels), 0.0)
-            for (sample, labels), value in after.items() if sample == name}
+    return {labels: value - before.samples.get((sample, labels), 0.0)
+            for (sample, labels), value in after.samples.items() if sample == name}
 
 
-def server_deltas(before: Samples, after: Samples, rpc: str = "Search") -> dict:
+def server_deltas(before: Scrape, after: Scrape, rpc: str = "Search") -> dict:
     """Deltas of the two counters. requests_by_code: {code: n} for `rpc`;
     deadline_overruns: total, and per label set; None (n/a) where not exported."""
     requests = counter_deltas(before, after, REQUESTS)
-    by_code = None
+    by_code: dict[str, float] | None = None
     if requests is not None:
         by_code = {}
         for labels, diff in requests.items():

@@ -19,7 +19,8 @@ of it, and report how the server sheds, answers, wastes work and recovers.
    than OK (refusals count as errors); a generator that fell behind is noted.
    After each step the server is given time to drain (the probe of step 4).
 3. Burst: --overload-factor x capacity for --burst-seconds. Reported: share
-   refused at once (RESOURCE_EXHAUSTED/UNAVAILABLE) and how fast, p99 of the
+   refused (RESOURCE_EXHAUSTED/UNAVAILABLE), how fast (p50/p99, and how many
+   within --at-once-ms of their intended send), p99 of the
    admitted (OK) answers, DEADLINE_EXCEEDED, the server's own counts and its
    ``retrieval_deadline_overruns_total`` delta (work finished after the
    caller's deadline; "n/a" where the server does not export it).
@@ -103,6 +104,10 @@ class ServerProcess:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server not READY within {self.ready_timeout_s:g} s; its log:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
@@ -312,12 +317,13 @@ async def probe_drain(bench: Bench, start_delay_s: float) -> dict:
 # --- burst ----------------------------------------------------------------------------
 
 
-async def burst(bench: Bench, rate: float) -> tuple[RunReport, dict]:
+async def burst(bench: Bench, rate: float) -> tuple[RunReport, dict, list[Outcome]]:
     """Offer `rate` for --burst-seconds; probe for the drain from the end of its schedule.
     Metrics are scraped before the burst and after the drain."""
     a = bench.args
     spec = bench.spec(rate, a.burst_seconds, "burst")
-    before = await asyncio.to_thread(metrics.scrape, bench.metrics_url) if bench.metrics_url else None
+    url = bench.metrics_url
+    before = await asyncio.to_thread(metrics.scrape, url) if url else None
     offsets = make_schedule(spec.arrival, spec.rate, spec.duration, spec.seed)
     plan = RequestPlan.build(list(spec.texts), spec.mix, spec.first_index)
     outcomes, drain = await asyncio.gather(
@@ -325,13 +331,12 @@ async def burst(bench: Bench, rate: float) -> tuple[RunReport, dict]:
                      k=spec.k, channels=spec.channels, request_prefix=spec.request_prefix),
         probe_drain(bench, start_delay_s=spec.duration))
     server = None
-    if bench.metrics_url:
-        after = await asyncio.to_thread(metrics.scrape, bench.metrics_url)
-        server = metrics.server_deltas(before, after)
+    if url and before is not None:
+        server = metrics.server_deltas(before, await asyncio.to_thread(metrics.scrape, url))
     report = summarize(outcomes, target=spec.target, arrival=spec.arrival, rate=spec.rate,
                        duration=spec.duration, deadline_s=spec.deadline_s, mix=spec.mix.describe(),
                        interval=spec.interval, max_lateness_s=spec.max_lateness_s, server=server)
-    return report, drain
+    return report, drain, outcomes
 
 
 # --- results --------------------------------------------------------------------------
@@ -352,7 +357,7 @@ def machine_line() -> str:
 
 
 def results_rows(*, corpus: str, capacity: float, steps: list[Step], report: RunReport, drain: dict,
-                 args) -> list[tuple[str, str]]:
+                 args, at_once: int) -> list[tuple[str, str]]:
     o = report.overall
     n = o.offered or 1
     deadline = o.codes.get("DEADLINE_EXCEEDED", 0)
@@ -369,9 +374,11 @@ def results_rows(*, corpus: str, capacity: float, steps: list[Step], report: Run
         ("burst offered", f"{report.rate:g} req/s ({args.overload_factor:g}x) for {report.duration:g} s, "
                           f"{report.arrival} arrivals, deadline {report.deadline_s * 1000:g} ms: {o.offered} requests"),
         ("achieved OK/s over the burst and its tail", f"{o.achieved_rate:.1f}"),
-        ("refused at once (RESOURCE_EXHAUSTED + UNAVAILABLE)",
+        ("refused (RESOURCE_EXHAUSTED + UNAVAILABLE)",
          f"{o.refused} ({o.refused / n:.1%}); p50 {ms(o.refusal_latency.p50)} ms, "
          f"p99 {ms(o.refusal_latency.p99)} ms"),
+        (f"... of them at once (within {args.at_once_ms:g} ms of the intended send)",
+         f"{at_once} ({at_once / n:.1%} of all requests)"),
         ("admitted and answered OK", f"{o.ok} ({o.ok / n:.1%}); p50 {ms(o.ok_latency.p50)} ms, "
                                      f"p99 {ms(o.ok_latency.p99)} ms, max {ms(o.ok_latency.max)} ms"),
         ("DEADLINE_EXCEEDED (client saw)", f"{deadline} ({deadline / n:.1%})"),
@@ -419,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-seconds", type=float, default=3.0, help="low-rate warm-up before measuring")
     p.add_argument("--overload-factor", type=float, default=3.0)
     p.add_argument("--burst-seconds", type=float, default=60.0)
+    p.add_argument("--at-once-ms", type=float, default=25.0,
+                   help="a refusal this fast (from the intended send) counts as 'at once' (default 25)")
     p.add_argument("--probe-rate", type=float, default=5.0, help="drain probes per second")
     p.add_argument("--probe-streak", type=int, default=3, help="consecutive probes within the SLO")
     p.add_argument("--drain-timeout", type=float, default=120.0, help="longest drain probing, s")
@@ -441,10 +450,11 @@ async def run_bench(args, target: str, metrics_url: str | None, texts: list[str]
         raise RuntimeError(f"no rate from --start-rate {args.start_rate:g} met the SLO; lower --start-rate")
     rate = round(capacity * args.overload_factor, 3)
     log(f"burst: {rate:g} req/s for {args.burst_seconds:g} s, then probing for the drain")
-    report, drain = await burst(bench, rate)
+    report, drain, outcomes = await burst(bench, rate)
     print(format_report(report))
+    at_once = sum(1 for o in outcomes if o.code in REFUSAL_CODES and o.latency <= args.at_once_ms / 1000)
     rows = results_rows(corpus=corpus, capacity=capacity, steps=bench.steps, report=report, drain=drain,
-                        args=args)
+                        args=args, at_once=at_once)
     if bench.steps:
         print("\nCapacity steps:")
         print(markdown_table(
@@ -483,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
                 server = ServerProcess(data, workdir / "server.log", config=args.config, env=env_extra,
                                        nice=args.server_nice).start()
                 target, metrics_url = server.target, server.metrics_url
-                log(f"server pid {server.proc.pid} READY on {target}, metrics {metrics_url}")
+                log(f"server pid {server.pid} READY on {target}, metrics {metrics_url}")
             ingest_env = {**os.environ, "HF_HUB_OFFLINE": "1"}
             if server is not None or args.ingest:
                 corpus = corpus_subset(args.beir, args.max_docs, workdir)
@@ -502,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if server is not None:
                 code = server.stop()
-                log(f"server pid {server.proc.pid} stopped (exit {code})")
+                log(f"server pid {server.pid} stopped (exit {code})")
     result = {"date": started, "machine": machine, "command": command, "options": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, **result}
     if args.json_out:

@@ -105,7 +105,7 @@ class ModeMix:
         for _ in range(total):
             for name, w in self.weights:
                 credit[name] += w
-            pick = max(credit, key=credit.get)
+            pick = max(credit, key=lambda name: credit[name])
             credit[pick] -= total
             order.append(pick)
         return tuple(order)

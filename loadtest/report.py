@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from loadtest.driver import Outcome
 from loadtest.stats import LatencySummary
@@ -98,7 +98,7 @@ class RunReport:
     intervals: tuple[WindowStats, ...]
     ok_latency_by_mode: Mapping[str, LatencySummary]
     max_lateness_s: float
-    server: Mapping[str, object] | None = field(default=None)
+    server: Mapping[str, Any] | None = field(default=None)
 
     @property
     def generator_behind(self) -> bool:
@@ -122,14 +122,14 @@ class RunReport:
 
 def summarize(outcomes: Sequence[Outcome], *, target: str, arrival: str, rate: float, duration: float,
               deadline_s: float, mix: str, interval: float = 1.0, max_lateness_s: float = 0.010,
-              server: Mapping[str, object] | None = None) -> RunReport:
+              server: Mapping[str, Any] | None = None) -> RunReport:
     if not interval > 0:
         raise ValueError(f"interval must be > 0 s, got {interval}")
     last = max((o.done for o in outcomes), default=0.0)
     end = max(duration, last)
     count = max(1, math.ceil(end / interval - 1e-9))
-    offered_in = [[] for _ in range(count)]
-    done_in = [[] for _ in range(count)]
+    offered_in: list[list[Outcome]] = [[] for _ in range(count)]
+    done_in: list[list[Outcome]] = [[] for _ in range(count)]
     for o in outcomes:
         offered_in[min(int(o.intended / interval), count - 1)].append(o)
         done_in[min(int(o.done / interval), count - 1)].append(o)
@@ -200,7 +200,7 @@ def format_report(report: RunReport) -> str:
     return "\n".join(lines)
 
 
-def format_server(server: Mapping[str, object]) -> str:
+def format_server(server: Mapping[str, Any]) -> str:
     if "error" in server:
         return f"server metrics: not scraped ({server['error']})"
     requests = server.get("requests_by_code")

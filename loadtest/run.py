@@ -44,7 +44,7 @@ async def measure(spec: LoadSpec, metrics_url: str | None = None) -> RunReport:
     server = None
     if metrics_url:
         after = await _scrape(metrics_url)
-        if isinstance(before, dict) and isinstance(after, dict):
+        if isinstance(before, metrics.Scrape) and isinstance(after, metrics.Scrape):
             server = metrics.server_deltas(before, after)
         else:
             server = {"error": before if isinstance(before, str) else after}

@@ -108,7 +108,7 @@ class App:
         self.encoder = encoder or load_encoder(settings)
         self.reranker = reranker if reranker is not None else load_reranker(settings)
         e = settings.encoder
-        self.encoder_batcher = DynamicBatcher(
+        self.encoder_batcher: DynamicBatcher[str, np.ndarray] = DynamicBatcher(
             lambda texts: list(self.encoder.encode(texts, is_query=True)),
             max_batch_size=e.batch_size, max_wait_ms=e.max_wait_ms, name="encoder",
             on_batch=self.telemetry.batch_size.labels("encoder").observe,
@@ -128,17 +128,18 @@ class App:
         chunker = make_chunker(c.name, window_tokens=c.window_tokens, overlap_tokens=c.overlap_tokens)
         self.ingestor = Ingestor(self.store, chunker, self._embed_passages, settings.limits,
                                  prepend_title=c.prepend_title)
-        self.rerank_batcher = None
+        self.rerank_batcher: DynamicBatcher[tuple[str, str], float] | None = None
         rerank_stage = None
-        if self.reranker is not None:
+        reranker = self.reranker
+        if reranker is not None:
             r = settings.reranker
             self.rerank_batcher = DynamicBatcher(
-                lambda pairs: list(self.reranker.score_pairs(pairs)),
+                lambda pairs: list(reranker.score_pairs(pairs)),
                 max_batch_size=r.batch_size, max_wait_ms=r.max_wait_ms, name="reranker",
                 on_batch=self.telemetry.batch_size.labels("reranker").observe,
             )
             rerank_stage = RerankStage(
-                self.reranker, max_candidates=r.max_candidates,
+                reranker, max_candidates=r.max_candidates,
                 max_passage_chars=r.max_passage_chars, timeout_seconds=r.timeout_seconds,
                 batcher=self.rerank_batcher,
             )

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -37,7 +38,7 @@ def cmd_serve(args) -> int:
 
     try:
         settings = load_settings(args.config)
-        overrides = {}
+        overrides: dict[str, dict[str, Any]] = {}
         if args.port is not None:
             overrides.setdefault("server", {})["port"] = args.port
         if args.metrics_port is not None:
@@ -108,7 +109,7 @@ def _default_dead_letter(path: Path) -> Path:
     from datetime import datetime, timezone
 
     name = path.resolve().name if path.is_dir() else path.stem
-    return Path(f"{name}.rejected-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.jsonl")
+    return Path.cwd() / f"{name}.rejected-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.jsonl"
 
 
 def _resume_command(args, resume_from: int, dead_letter: Path | None) -> str:
@@ -136,7 +137,6 @@ def _resume_command(args, resume_from: int, dead_letter: Path | None) -> str:
 
 
 def cmd_ingest(args) -> int:
-    from google.protobuf.json_format import MessageToDict
     from tqdm import tqdm
 
     from retrieval_svc.client import RetrievalClient, RetryPolicy
@@ -165,9 +165,9 @@ def cmd_ingest(args) -> int:
 
     s = report.summary
     written = dead_letters.path if dead_letters.rows or args.dead_letter else None
-    out = MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    out.pop("rejected", None)  # per-record rows are in the dead-letter file
-    out = {key: int(value) for key, value in out.items()}
+    # IngestSummary's counters by field name, as numbers; its per-record `rejected` rows are
+    # in the dead-letter file.
+    out: dict[str, object] = {f.name: int(getattr(s, f.name)) for f in s.DESCRIPTOR.fields if f.name != "rejected"}
     out.update(records=report.records, retries=report.retries,
                dead_letters=str(dead_letters.path) if dead_letters.rows else None,
                outcome=report.outcome.value,

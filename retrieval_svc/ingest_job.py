@@ -13,6 +13,7 @@ embeds nothing.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -97,6 +98,12 @@ class DeadLetterFile:
             self._fh = None
 
 
+def _without_position(message: str, index: int) -> str:
+    """The server's message less its "document <index in the call> (doc_id ...): " opening,
+    which would contradict the record's own number; the row says which record it is."""
+    return re.sub(rf"^document {index}( \(doc_id .*?\))?: ", "", message, count=1, flags=re.S)
+
+
 def _original_doc_id(record: Record) -> str:
     if record.document is not None:
         return record.document.doc_id
@@ -170,16 +177,18 @@ class IngestJob:
         self.dead_letters.write(record, doc_id=_original_doc_id(record), field_name=record.field,
                                 reason=record.reason, message=record.message, rejected_by="client")
 
-    def _call(self, docs: Sequence[Record], on_invalid: pb.InvalidDocumentPolicy,
+    def _call(self, first: Record, docs: Sequence[Record], on_invalid: pb.InvalidDocumentPolicy,
               report: JobReport) -> pb.IngestSummary:
-        first, last = docs[0].location, docs[-1].location
+        """IngestBatch of `docs`, retried; a failure retrying cannot fix stops the job at
+        `first`, the batch's first record (INVALID_ARGUMENT is raised for the caller)."""
+        span = docs[0].location if len(docs) == 1 else f"{docs[0].location} .. {docs[-1].location}"
         retries = 0
 
         def on_retry(exc: grpc.RpcError, delay: float) -> None:
             nonlocal retries
             retries += 1
             report.retries += 1
-            self.notify(f"{exc.code().name} sending {first} .. {last}: {exc.details()}; "
+            self.notify(f"{exc.code().name} sending {span}: {exc.details()}; "
                         f"retry {retries} of {self.retry.retries} in {delay:.1f} s")
 
         try:
@@ -191,8 +200,7 @@ class IngestJob:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise
             tried = f" (gave up after {retries} {'retry' if retries == 1 else 'retries'})" if retries else ""
-            raise _Stop(Outcome.SERVER_ERROR, docs[0],
-                        f"{exc.code().name}: {exc.details()}{tried}") from None
+            raise _Stop(Outcome.SERVER_ERROR, first, f"{exc.code().name}: {exc.details()}{tried}") from None
 
     def _send(self, batch: list[Record], report: JobReport) -> None:
         """Send one batch and wait for its acknowledgement; dead-letter its rejected records."""
@@ -203,17 +211,17 @@ class IngestJob:
         if docs:
             policy = pb.INVALID_DOCUMENT_POLICY_REJECT if self.stop_on_invalid else pb.INVALID_DOCUMENT_POLICY_SKIP
             try:
-                summary = self._call(docs, policy, report)
+                summary = self._call(batch[0], docs, policy, report)
             except grpc.RpcError as exc:
                 bad = error_details(exc).document_index()
                 if not self.stop_on_invalid or bad is None or bad >= len(docs):
-                    raise _Stop(Outcome.SERVER_ERROR, docs[0], f"{exc.code().name}: {exc.details()}") from None
+                    raise _Stop(Outcome.SERVER_ERROR, batch[0], f"{exc.code().name}: {exc.details()}") from None
                 # The server validates in order, so documents before `bad` are valid: commit
                 # them, and have `bad` listed with its reason, by skipping it alone.
                 try:
-                    summary = self._call(docs[:bad + 1], pb.INVALID_DOCUMENT_POLICY_SKIP, report)
+                    summary = self._call(batch[0], docs[:bad + 1], pb.INVALID_DOCUMENT_POLICY_SKIP, report)
                 except grpc.RpcError as again:
-                    raise _Stop(Outcome.SERVER_ERROR, docs[0],
+                    raise _Stop(Outcome.SERVER_ERROR, batch[0],
                                 f"{again.code().name}: {again.details()}") from None
                 self._acknowledge(batch[:batch.index(docs[bad])], docs[:bad + 1], summary, report)
                 rejection = summary.rejected[0] if summary.rejected else None
@@ -222,7 +230,7 @@ class IngestJob:
                     report.summary.documents_rejected += 1
                 report.records += 1
                 raise _Stop(Outcome.STOPPED_ON_INVALID, docs[bad],
-                            rejection.message if rejection else exc.details() or "") from None
+                            _without_position(rejection.message, bad) if rejection else exc.details() or "") from None
         self._acknowledge(batch, docs, summary, report)
 
     def _acknowledge(self, batch: Sequence[Record], docs: Sequence[Record], summary: pb.IngestSummary,
@@ -244,7 +252,8 @@ class IngestJob:
         if rejection is not None:
             self.dead_letters.write(record, doc_id=rejection.doc_id or _original_doc_id(record),
                                     field_name=rejection.field, reason=_REASONS.get(rejection.reason, "invalid"),
-                                    message=rejection.message, rejected_by="server")
+                                    message=_without_position(rejection.message, rejection.index),
+                                    rejected_by="server")
         elif exc is not None:
             self.dead_letters.write(record, doc_id=_original_doc_id(record), field_name="", reason="invalid",
                                     message=exc.details() or "", rejected_by="server")

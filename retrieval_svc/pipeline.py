@@ -288,6 +288,8 @@ class SearchPipeline:
         prefix = self.settings.encoder.query_prefix
         vectors = self.embed_queries([prefix + w.q.query for w in work])
         elapsed = time.perf_counter() - t
+        if len(vectors) != len(work):
+            raise RuntimeError(f"the encoder returned {len(vectors)} vectors for {len(work)} queries")
         for w, v in zip(work, vectors):
             w.vector = v
             w.timings["encode"] = elapsed
@@ -306,6 +308,8 @@ class SearchPipeline:
                 allowed = self.store.ledger.allowed_keys(q.namespace, q.filters, min_time)
             if q.mode != SearchMode.BM25:
                 t = time.perf_counter()
+                if w.vector is None:
+                    raise RuntimeError("dense retrieval before the query was encoded")
                 w.dense = pair.dense.search(w.vector[None, :], q.dense_candidates, allowed)[0]
                 w.timings["dense"] = time.perf_counter() - t
             if q.mode != SearchMode.DENSE:
@@ -327,7 +331,7 @@ class SearchPipeline:
             )
             w.timings["hydrate"] = time.perf_counter() - t
         w.fused = [c for c in w.fused if c.key in w.chunks]
-        if q.recency_weight:
+        if q.recency_weight and q.recency_half_life_seconds:  # resolve() checked both
             w.fused = _decay(w.fused, w.chunks, now, q.recency_half_life_seconds, q.recency_weight)
         w.order = [(c.key, c.score) for c in w.fused]
 
@@ -343,6 +347,8 @@ class SearchPipeline:
     def _rerank(self, w: _Work, observe: bool = True) -> None:
         t = time.perf_counter()
         texts = {key: chunk.text for key, chunk in w.chunks.items()}
+        if self.rerank_stage is None:
+            raise FailedPrecondition("re-ranking was requested but no reranker is configured (reranker.model)")
         outcome = self.rerank_stage.rerank(w.q.query, w.fused, texts, w.q.rerank_top_n)
         w.timings["rerank"] = time.perf_counter() - t
         if outcome.fallback:

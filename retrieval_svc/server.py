@@ -157,7 +157,7 @@ def _model_pb(m) -> pb.ModelIdentity:
 
 def result_to_pb(r: SearchResult) -> pb.SearchResponse:
     resp = pb.SearchResponse(
-        request_id=r.request_id, mode=_MODE_PB[r.mode], fusion=_FUSION_PB.get(r.fusion, 0),
+        request_id=r.request_id, mode=_MODE_PB[r.mode], fusion=_FUSION_PB.get(r.fusion, pb.FUSION_METHOD_UNSPECIFIED),
         reranked=r.reranked, rerank_fallback=r.rerank_fallback,
         rerank_fallback_reason=r.rerank_fallback_reason, index_generation=r.index_generation,
         models=[_model_pb(m) for m in r.models],
@@ -195,9 +195,9 @@ def summary_to_pb(s: IngestSummary) -> pb.IngestSummary:
         chunks_unchanged=s.chunks_unchanged, chunks_removed=s.chunks_removed,
         chunks_embedded=s.chunks_embedded, index_generation=s.index_generation,
         documents_rejected=len(s.rejected),
-        rejected=[pb.RejectedDocument(index=r.index, doc_id=r.doc_id, field=r.field,
-                                      reason=_REJECTION_PB.get(r.reason, 0), message=r.message)
-                  for r in s.rejected],
+        rejected=[pb.RejectedDocument(
+            index=r.index, doc_id=r.doc_id, field=r.field, message=r.message,
+            reason=_REJECTION_PB.get(r.reason, pb.REJECTION_REASON_UNSPECIFIED)) for r in s.rejected],
     )
 
 

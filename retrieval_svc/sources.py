@@ -143,7 +143,7 @@ def _jsonl_record(raw: bytes, index: int, where: str, namespace: str) -> Record:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         return Record(index, where, None, line.rstrip("\r\n"), "record", "unparseable",
-                      f"not valid JSON ({exc.msg} at column {exc.colno})")
+                      f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})")
     except RecursionError:
         return Record(index, where, None, line.rstrip("\r\n"), "record", "unparseable",
                       "not valid JSON (nested too deeply)")

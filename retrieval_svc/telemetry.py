@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from typing import Callable, Iterable, Mapping
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -82,7 +83,7 @@ class Telemetry:
             "retrieval_index_maintenance", "Indexes rebuilt, trained or compacted beside the live "
             "one and swapped in.", registry=r,
         )
-        self._http = None
+        self._http: WSGIServer | None = None
 
     def observe_stages(self, mode: str, timings: Mapping[str, float]) -> None:
         for stage, seconds in timings.items():

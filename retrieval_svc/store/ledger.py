@@ -450,6 +450,8 @@ class Transaction:
                     np.ascontiguousarray(c.embedding, dtype=np.float32).tobytes(),
                 ),
             )
+            if cursor.lastrowid is None:
+                raise RuntimeError("SQLite returned no row id for an inserted chunk")
             keys.append(cursor.lastrowid)
         self._count(namespace, chunks=len(keys))
         return keys

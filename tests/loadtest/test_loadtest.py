@@ -207,15 +207,17 @@ def test_summarize_buckets_offered_by_intent_and_achieved_by_completion():
 # --- Prometheus deltas -----------------------------------------------------------------
 
 
-def _exposition(ok: float, exhausted: float | None = None, overruns: float | None = None) -> str:
+def _exposition(ok: float, exhausted: float | None = None, overruns: float | None = None,
+                declare_overruns: bool = False) -> str:
     lines = ["# HELP retrieval_requests_total RPCs finished.", "# TYPE retrieval_requests_total counter",
              f'retrieval_requests_total{{rpc="Search",code="OK"}} {ok}',
              'retrieval_requests_total{rpc="Info",code="OK"} 4.0']
     if exhausted is not None:
         lines.append(f'retrieval_requests_total{{rpc="Search",code="RESOURCE_EXHAUSTED"}} {exhausted}')
+    if overruns is not None or declare_overruns:
+        lines.append("# TYPE retrieval_deadline_overruns_total counter")
     if overruns is not None:
-        lines += ["# TYPE retrieval_deadline_overruns_total counter",
-                  f'retrieval_deadline_overruns_total{{rpc="Search"}} {overruns}']
+        lines.append(f'retrieval_deadline_overruns_total{{rpc="Search"}} {overruns}')
     return "\n".join(lines) + "\n"
 
 
@@ -228,6 +230,10 @@ def test_server_deltas_by_code_and_overruns_when_exported():
     with_overruns = metrics.server_deltas(metrics.parse(_exposition(1.0, overruns=2.0)),
                                           metrics.parse(_exposition(1.0, overruns=9.0)))
     assert with_overruns["deadline_overruns"] == 7 and with_overruns["requests_by_code"] == {}
+    # A labelled counter nobody incremented yet is exported without samples: 0, not n/a.
+    declared = metrics.server_deltas(metrics.parse(_exposition(1.0, declare_overruns=True)),
+                                     metrics.parse(_exposition(2.0, declare_overruns=True)))
+    assert declared["deadline_overruns"] == 0 and declared["requests_by_code"] == {"OK": 1}
     with pytest.raises(ValueError, match="127.0.0.1"):
         metrics.check_local("http://10.0.0.1:9464/metrics")
 
@@ -262,5 +268,6 @@ def test_run_against_a_real_server_counts_requests_and_codes(start_server, tmp_p
     assert report["server"]["requests_by_code"] == {"INVALID_ARGUMENT": 15, "OK": 45}
     printed = capsys.readouterr().out
     assert "| all |" in printed and "OK=45 INVALID_ARGUMENT=15" in printed
-    if report["server"]["deadline_overruns"] is None:
-        assert "retrieval_deadline_overruns_total: n/a" in printed
+    overruns = report["server"]["deadline_overruns"]
+    assert overruns in (None, 0)  # None where the server does not export the counter
+    assert f"retrieval_deadline_overruns_total: {'n/a' if overruns is None else 0}" in printed

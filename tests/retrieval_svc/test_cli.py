@@ -50,16 +50,18 @@ def test_ingest_jsonl_beir_and_folder_then_search(served_process, tmp_path):
     _, env = served_process
     sample = REPO / "examples" / "sample.jsonl"
     first = json.loads(_cli("ingest", str(sample), "--quiet", env=env).stdout)
-    assert first["documentsAdded"] == "12" and int(first["chunksEmbedded"]) >= 12
-    again = json.loads(_cli("ingest", str(sample), "--quiet", env=env).stdout)
-    assert again["documentsUnchanged"] == "12" and again["chunksEmbedded"] == "0"
+    assert first["documents_added"] == 12 and first["chunks_embedded"] >= 12 and first["outcome"] == "completed"
+    again = _cli("ingest", str(sample), "--quiet", env=env)
+    assert json.loads(again.stdout)["documents_unchanged"] == 12 and json.loads(again.stdout)["chunks_embedded"] == 0
+    assert ("12 documents: 12 committed (0 added, 0 updated, 12 unchanged), 0 rejected, 0 chunks embedded, "
+            "0 retries") in again.stderr.splitlines()
 
     beir = tmp_path / "beir"
     beir.mkdir()
     (beir / "corpus.jsonl").write_text(
         json.dumps({"_id": "d1", "title": "Glaciers", "text": "Glaciers carve valleys as they slowly move."}) + "\n")
     out = json.loads(_cli("ingest", str(beir), "--namespace", "beir", "--quiet", env=env).stdout)
-    assert out["documentsAdded"] == "1"
+    assert out["documents_added"] == 1
 
     folder = tmp_path / "notes"
     (folder / "sub").mkdir(parents=True)
@@ -67,7 +69,7 @@ def test_ingest_jsonl_beir_and_folder_then_search(served_process, tmp_path):
     (folder / "sub" / "b.txt").write_text("Lighthouses warn ships about rocks.")
     (folder / "ignored.bin").write_bytes(b"\x00\x01")
     out = json.loads(_cli("ingest", str(folder), "--namespace", "notes", "--quiet", env=env).stdout)
-    assert out["documentsAdded"] == "2"
+    assert out["documents_added"] == 2
 
     found = json.loads(_cli("search", "ships and rocks", "--namespace", "notes", "--k", "1", "--json",
                             env=env).stdout)
@@ -87,8 +89,12 @@ def test_cli_reports_errors_clearly(served_process, tmp_path):
     _, env = served_process
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"doc_id": "a", "text": "ok"}\n{not json}\n')
-    proc = _cli("ingest", str(bad), "--quiet", env=env, check=False)
-    assert proc.returncode == 2 and "bad.jsonl:2" in proc.stderr
+    dead = tmp_path / "dead.jsonl"
+    proc = _cli("ingest", str(bad), "--quiet", "--dead-letter", str(dead), env=env, check=False)
+    assert proc.returncode == 3 and f"1 rejected (dead letters: {dead})" in proc.stderr
+    assert json.loads(dead.read_text())["source"] == f"{bad}:2"
+    proc = _cli("ingest", str(bad), "--quiet", "--on-error", "stop", "--dead-letter", str(dead), env=env, check=False)
+    assert proc.returncode == 2 and f"stopped at {bad}:2 (record 1): not valid JSON" in proc.stderr
     proc = _cli("search", "x", "--namespace", "absent", env=env, check=False)
     assert proc.returncode == 1 and "NOT_FOUND" in proc.stderr
     proc = _cli("ingest", str(tmp_path / "missing.jsonl"), env=env, check=False)

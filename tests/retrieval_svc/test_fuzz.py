@@ -32,18 +32,20 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
-from retrieval_svc.client import document_to_pb
+from retrieval_svc.client import RetrievalClient
 from retrieval_svc.domain import Document
 
 from corpus import TOPICS, topic_documents  # on sys.path via this folder's conftest
 from hostile import (DEEP_REPEATED, DOUBLES, HOSTILE_TIMESTAMPS, TIMESTAMP, HostileMessages, describe,
                      is_map, message_class, raw_payload)
+from served import ServedProcess
 
 SEED = 20240611
 FUZZ_SECONDS = 38.0  # the random phase stops here (the systematic pass runs first, inside it)
 MAX_REQUESTS = 6000
 CALL_DEADLINE_SECONDS = 10.0
 MAX_DEADLINE_HITS = 3
+SHUTDOWN_GRACE_SECONDS = 15.0
 CLIENT_MESSAGE_BYTES = 128 * 1024 * 1024
 
 SEEDED = "seeded"  # the fuzzer never names it
@@ -101,12 +103,14 @@ class Outcomes:
         self.faults: list[tuple[str, str, str, str]] = []
         self.deadline_hits: list[tuple[str, float, str]] = []
         self.slowest: list[tuple[float, str, str]] = []
+        self.seconds: collections.Counter = collections.Counter()
 
     def record(self, method: str, kind: str, code: grpc.StatusCode, details: str, seconds: float,
                shown: str) -> None:
         self.codes[code.name] += 1
         self.kinds[kind] += 1
         self.methods[method] += 1
+        self.seconds[method.rsplit("/", 1)[1]] += seconds
         if code in FAULT_CODES:
             self.faults.append((method, code.name, details, shown))
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -129,7 +133,8 @@ class Outcomes:
     def summary(self) -> str:
         return (f"fuzz: {sum(self.kinds.values())} calls by kind {dict(sorted(self.kinds.items()))}; "
                 f"codes {dict(self.codes.most_common())}; methods {len(self.methods)}; "
-                f"deadline hits {len(self.deadline_hits)}")
+                f"deadline hits {len(self.deadline_hits)}; seconds by method "
+                + ", ".join(f"{m} {s:.1f}" for m, s in self.seconds.most_common(4)))
 
 
 class Caller:
@@ -363,19 +368,24 @@ class Streams:
         return problems
 
 
-def test_fuzz_every_rpc(start_server):
+def test_fuzz_every_rpc(tmp_path):
     started = time.monotonic()
-    server, client = start_server()
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=[
+    # A child process, so that a crash shows and teardown need not wait for work
+    # the server keeps doing for callers whose deadline has passed.
+    server = ServedProcess(tmp_path / "store", tmp_path / "server.log")
+    client = RetrievalClient(server.target, timeout=30)
+    channel = grpc.insecure_channel(server.target, options=[
         ("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES),
         ("grpc.max_send_message_length", CLIENT_MESSAGE_BYTES)])
     try:
-        _run(client, channel, started)
+        _run(server, client, channel, started)
     finally:
         channel.close()
+        client.close()
+        server.kill()
 
 
-def _run(client, channel, started: float) -> None:
+def _run(server: ServedProcess, client: RetrievalClient, channel, started: float) -> None:
     seeded = _seeded_documents()
     client.ingest(seeded, batch_size=7)
     client.ingest(topic_documents("fuzz"), batch_size=12)
@@ -446,6 +456,9 @@ def _run(client, channel, started: float) -> None:
                 caller.call(method, [data], "raw", f"raw[{how}] {describe(data)}")
 
     fuzz_seconds = time.monotonic() - fuzz_started
+    if not server.alive():
+        raise AssertionError(f"the server died while fuzzing ({outcomes.summary()}):\n{server.log_tail()}\n"
+                             + (outcomes.fault_report() if outcomes.faults else ""))
     problems = []
     try:
         health = health_pb2.HealthCheckResponse
@@ -459,8 +472,15 @@ def _run(client, channel, started: float) -> None:
     problems += _check_seeded(client, seeded, before)
     problems += _check_indexes(client)
     problems += streams.check(client)
+    stop_started = time.monotonic()
+    if server.stop(grace=SHUTDOWN_GRACE_SECONDS) is None:
+        problems.append(f"the server did not exit within {SHUTDOWN_GRACE_SECONDS:.0f}s of SIGTERM after "
+                        "fuzzing (killed): it still runs work for callers that have gone")
+    elif server.proc.returncode != 0:
+        problems.append(f"the server exited with {server.proc.returncode} on SIGTERM after fuzzing")
+    stop_seconds = time.monotonic() - stop_started
     print(f"{outcomes.summary()}; streams {streams.count}; fuzzing {fuzz_seconds:.1f}s, "
-          f"test {time.monotonic() - started:.1f}s; slowest "
+          f"stop {stop_seconds:.1f}s, test {time.monotonic() - started:.1f}s; slowest "
           + ", ".join(f"{m} {s:.1f}s" for s, m, _ in outcomes.slowest[:3]))
 
     report = []
