@@ -10,6 +10,13 @@ and a retry hint, which a client (or a load balancer) can act on. This is the
 gRPC's `maximum_concurrent_rpcs`, with the wait bounded by the caller's deadline
 (a call that could only finish late is not admitted).
 
+A caller is also refused at once, not after waiting, when its wait would be too
+long anyway: the pool keeps a moving average of how long a call holds a slot, and
+expected wait = (calls waiting + 1) x that average / in_flight. Past
+`queue_timeout_seconds`, or past the caller's own deadline, the call is refused
+before it waits, so a refusal costs the caller (and a handler thread) almost
+nothing and what is admitted keeps its latency.
+
 Waiters are served in arrival order (a ticket queue), so a burst cannot starve
 the oldest caller.
 """
@@ -24,6 +31,9 @@ from typing import Callable, Iterator
 
 from retrieval_svc.deadline import Deadline
 from retrieval_svc.errors import Cancelled, DeadlineExceeded, ResourceExhausted
+
+# Weight of the newest sample in the moving average of slot-holding time.
+_EWMA_WEIGHT = 0.2
 
 
 class Pool:
@@ -47,6 +57,7 @@ class Pool:
         self._cond = threading.Condition(threading.Lock())
         self._running = 0
         self._waiting: collections.deque[object] = collections.deque()
+        self._hold_seconds = 0.0  # moving average of how long a call holds a slot; 0 = no sample yet
 
     @property
     def running(self) -> int:
@@ -62,8 +73,10 @@ class Pool:
         return ResourceExhausted(message, retry_after_seconds=self.retry_after_seconds)
 
     @contextmanager
-    def slot(self, deadline: Deadline) -> Iterator[None]:
-        """Hold one of the pool's running slots for the block; see the module docstring."""
+    def slot(self, deadline: Deadline, *, timed: bool = True) -> Iterator[None]:
+        """Hold one of the pool's running slots for the block; see the module docstring.
+        `timed=False` leaves the block out of the slot-holding average (a long
+        evaluation would otherwise make every search look slow)."""
         started = time.monotonic()
         with self._cond:
             if self._running < self.in_flight and not self._waiting:
@@ -72,12 +85,21 @@ class Pool:
                 self._wait(deadline)
         if self._on_wait is not None:
             self._on_wait(self.name, time.monotonic() - started)
+        admitted = time.monotonic()
         try:
             yield
         finally:
+            held = time.monotonic() - admitted
             with self._cond:
                 self._running -= 1
+                if timed:
+                    self._hold_seconds = held if not self._hold_seconds else (
+                        (1 - _EWMA_WEIGHT) * self._hold_seconds + _EWMA_WEIGHT * held)
                 self._cond.notify_all()
+
+    def expected_wait(self) -> float:
+        """Seconds a call arriving now would wait for a slot (0 while no call has finished)."""
+        return (len(self._waiting) + 1) * self._hold_seconds / self.in_flight
 
     def _wait(self, deadline: Deadline) -> None:
         """With the lock held: queue for a slot, or raise."""
@@ -92,6 +114,16 @@ class Pool:
         remaining = deadline.remaining()
         timeout = self.queue_timeout_seconds if remaining is None else min(
             self.queue_timeout_seconds, remaining)
+        expected = self.expected_wait()
+        if expected > timeout:
+            raise self._refuse(
+                "expected_wait",
+                f"the server is at capacity: a {self.name} call would wait about {expected:.3f}s for one "
+                f"of {self.in_flight} slots ({len(self._waiting)} waiting), longer than "
+                + ("its deadline allows" if timeout < self.queue_timeout_seconds
+                   else f"admission.queue_timeout_seconds={self.queue_timeout_seconds:g}")
+                + f"; retry after {self.retry_after_seconds:g}s",
+            )
         give_up = time.monotonic() + timeout
         ticket = object()
         self._waiting.append(ticket)

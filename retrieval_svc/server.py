@@ -247,9 +247,11 @@ class _Calls:
             return self._cond.wait_for(lambda: self._active == 0, timeout)
 
 
-def _rpc(name: str, pool: str | None = None):
-    """Count, time and map errors of one RPC method; admit it through `pool`; give it
-    the caller's deadline. The method is called as method(self, request, context, deadline)."""
+def _rpc(name: str, pool: str | None = None, timed: bool = True):
+    """Count, time and map errors of one RPC method; admit it through `pool` (`timed`:
+    see Pool.slot); give it the caller's deadline. The method is called as
+    method(self, request, context, deadline). A call that finishes after its deadline
+    is counted as DEADLINE_EXCEEDED (what its caller saw) and as an overrun."""
 
     def wrap(method):
         @functools.wraps(method)
@@ -263,9 +265,10 @@ def _rpc(name: str, pool: str | None = None):
                     if pool is None:
                         result = method(self, request, context, deadline)
                     else:
-                        with self.pools[pool].slot(deadline):
+                        with self.pools[pool].slot(deadline, timed=timed):
                             result = method(self, request, context, deadline)
                 if deadline.expired():
+                    code = "DEADLINE_EXCEEDED"
                     telemetry.deadline_overruns.labels(name).inc()
                 return result
             except RetrievalError as exc:
@@ -447,7 +450,7 @@ class EvaluationServicer(_Servicer):
         _check_decoded(request)
         return self.app.evaluations.list_pb()
 
-    @_rpc("Evaluate", pool="search")
+    @_rpc("Evaluate", pool="search", timed=False)
     def Evaluate(self, request, context, deadline: Deadline):
         _check_decoded(request)
         return self.app.evaluations.evaluate_pb(request, deadline)

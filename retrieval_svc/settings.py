@@ -259,15 +259,18 @@ class AdmissionSettings(_Section):
     """How many calls of each kind run at once and how many wait for a slot; any more are
     refused at once with RESOURCE_EXHAUSTED and a retry hint."""
 
-    # Search, BatchSearch and Evaluate calls running at once.
-    search_in_flight: PositiveInt = 8
+    # Search, BatchSearch and Evaluate calls running at once. More than about two per CPU
+    # core only makes each slower (measure with `python -m loadtest.overload`).
+    search_in_flight: PositiveInt = 4
     # Search-kind calls waiting for a slot; a call beyond them is refused at once.
     search_queue: NonNegativeInt = 32
     # Ingest, IngestBatch and DeleteDocuments calls running at once.
     write_in_flight: PositiveInt = 2
     # Write calls waiting for a slot; a call beyond them is refused at once.
     write_queue: NonNegativeInt = 16
-    # Seconds: the longest a call waits for a slot before it is refused.
+    # Seconds: the longest a call waits for a slot. A call whose expected wait (calls
+    # ahead of it x the recent time a call holds a slot / slots) is longer, or longer
+    # than its own deadline, is refused at once instead of waiting.
     queue_timeout_seconds: PositiveFloat = 0.1
     # Seconds: the retry hint (google.rpc.RetryInfo) sent with a refusal.
     retry_after_seconds: PositiveFloat = 0.05

@@ -26,7 +26,8 @@ class ServedProcess:
     def __init__(self, data: Path, log: Path, env: dict[str, str] | None = None,
                  start_timeout: float = 120.0) -> None:
         self.data, self.log = Path(data), Path(log)
-        environ = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+        # PYTHONFAULTHANDLER: SIGABRT makes the server write every thread's stack to the log.
+        environ = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONFAULTHANDLER": "1",
                    **SMALL_CHUNKS_ENV, **(env or {})}
         with open(self.log, "a") as out:
             out.write(f"--- start {time.strftime('%H:%M:%S')}\n")
@@ -61,7 +62,8 @@ class ServedProcess:
         self.proc.wait(timeout=30)
 
     def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL if it has not exited within `grace` seconds.
+        """SIGTERM, then, if it has not exited within `grace` seconds, SIGABRT (its
+        threads' stacks go to the log, see stacks()) and SIGKILL.
         Returns the exit code of a clean exit, None when it had to be killed."""
         if self.proc.poll() is not None:
             return self.proc.returncode
@@ -69,8 +71,19 @@ class ServedProcess:
         try:
             return self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
+            pass
+        os.kill(self.pid, signal.SIGABRT)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             self.kill()
-            return None
+        return None
+
+    def stacks(self) -> str:
+        """The thread stacks faulthandler wrote on SIGABRT, innermost frames first."""
+        text = self.log.read_text(errors="replace").split("--- start")[-1]
+        start = text.find("Fatal Python error: Aborted")
+        return text[start:] if start >= 0 else ""
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
