@@ -139,7 +139,7 @@ class Pool:
         finally:
             self._waiting.remove(ticket)
             self._cond.notify_all()
-        if deadline.cancelled():
+        if deadline.cancelled() and not deadline.expired():  # gRPC cancels expired calls too
             raise Cancelled(f"the caller went away while waiting for a {self.name} slot")
         if deadline.expired() or (remaining is not None and remaining <= self.queue_timeout_seconds):
             if self._on_refused is not None:

@@ -6,6 +6,11 @@
     retrieval-svc search "query" [--k N] [--mode hybrid|dense|bm25] [--rerank] [--json]
     retrieval-svc info
     retrieval-svc eval (--set NAME | --beir DIR [--split test]) [--ks 1,5,10] [--json OUT] [--report DIR]
+    retrieval-svc keys new --id ID --role ROLE:NAMESPACE_GLOB [--role ...] | keys hash | keys check FILE
+
+Client commands take --tls, --ca-file, --token, --cert-file/--key-file (mTLS), also from
+RETRIEVAL_SVC_TLS, RETRIEVAL_SVC_CA_FILE, RETRIEVAL_SVC_TOKEN, RETRIEVAL_SVC_CERT_FILE and
+RETRIEVAL_SVC_KEY_FILE (docs/security.md).
 """
 
 from __future__ import annotations
@@ -28,14 +33,27 @@ def _target(args) -> str:
     return args.target or os.environ.get("RETRIEVAL_SVC_TARGET") or DEFAULT_TARGET
 
 
+def _connect(args, timeout: float | None = 60.0):
+    """A RetrievalClient for the client flags, falling back to the RETRIEVAL_SVC_* environment
+    variables (client.RetrievalClient.from_environment). ValueError for unreadable files."""
+    from retrieval_svc.client import RetrievalClient
+
+    return RetrievalClient.from_environment(
+        _target(args), timeout, token=args.token, tls=args.tls or None, ca_file=args.ca_file,
+        cert_file=args.cert_file, key_file=args.key_file, server_name=args.tls_server_name)
+
+
 def cmd_serve(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from retrieval_svc.app import App
     from retrieval_svc.errors import StartupError
-    from retrieval_svc.server import Server
+    from retrieval_svc.server import Server, preflight
     from retrieval_svc.settings import SettingsError, load_settings
 
+    # Files the server creates (ledger, WAL, snapshots, query sets) are the owner's alone: 0600,
+    # folders 0700. The store folder itself is also tightened when it is opened (Store).
+    os.umask(0o077)
     try:
         settings = load_settings(args.config)
         overrides: dict[str, dict[str, Any]] = {}
@@ -54,6 +72,7 @@ def cmd_serve(args) -> int:
     faulthandler.enable()
     app = server = None
     try:
+        preflight(settings)  # keys, TLS files, the loopback rule: before the models load
         app = App(settings)
         server = Server(app).start()
     except StartupError as exc:
@@ -139,7 +158,7 @@ def _resume_command(args, resume_from: int, dead_letter: Path | None) -> str:
 def cmd_ingest(args) -> int:
     from tqdm import tqdm
 
-    from retrieval_svc.client import RetrievalClient, RetryPolicy
+    from retrieval_svc.client import RetryPolicy
     from retrieval_svc.ingest_job import DeadLetterFile, IngestJob, Outcome
     from retrieval_svc.sources import SourceError, count_documents, read_records
 
@@ -152,7 +171,12 @@ def cmd_ingest(args) -> int:
         return 2
     dead_letters = DeadLetterFile(Path(args.dead_letter) if args.dead_letter else _default_dead_letter(path))
     retry = RetryPolicy(retries=args.retries, max_seconds=args.retry_max_seconds)
-    with RetrievalClient(_target(args), timeout=args.timeout) as client, tqdm(
+    try:
+        connection = _connect(args, timeout=args.timeout)
+    except ValueError as exc:
+        print(f"retrieval-svc ingest: {exc}", file=sys.stderr)
+        return 2
+    with connection as client, tqdm(
         total=max(0, (total or 0) - args.resume_from), unit="doc", desc="ingest", disable=args.quiet
     ) as bar:
         job = IngestJob(client, dead_letters, on_error=args.on_error, batch_size=args.batch_size, retry=retry,
@@ -197,7 +221,6 @@ def cmd_search(args) -> int:
     from google.protobuf.json_format import MessageToDict
 
     from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
-    from retrieval_svc.client import RetrievalClient
 
     fields = {"namespace": args.namespace, "k": args.k,
               "mode": pb.SearchMode.Value(f"SEARCH_MODE_{args.mode.upper()}")}
@@ -212,8 +235,11 @@ def cmd_search(args) -> int:
             clauses.append(pb.FilterClause(key=key, any_of=values.split("|") if values else []))
         fields["filters"] = clauses
     try:
-        with RetrievalClient(_target(args)) as client:
+        with _connect(args) as client:
             resp = client.search(args.query, **fields)
+    except ValueError as exc:
+        print(f"retrieval-svc search: {exc}", file=sys.stderr)
+        return 2
     except grpc.RpcError as exc:
         print(f"retrieval-svc search: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
@@ -238,15 +264,18 @@ def cmd_info(args) -> int:
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from retrieval_svc.client import RetrievalClient
-
     try:
-        with RetrievalClient(_target(args)) as client:
+        with _connect(args) as client:
             info = MessageToDict(client.info())
+    except ValueError as exc:
+        print(f"retrieval-svc info: {exc}", file=sys.stderr)
+        return 2
     except grpc.RpcError as exc:
         print(f"retrieval-svc info: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
-    info["configJson"] = json.loads(info.get("configJson", "{}"))
+    # Shown to an admin of every namespace only (docs/security.md).
+    if "configJson" in info:
+        info["configJson"] = json.loads(info["configJson"])
     print(json.dumps(info, indent=2))
     return 0
 
@@ -254,7 +283,40 @@ def cmd_info(args) -> int:
 def cmd_eval(args) -> int:
     from retrieval_svc.evaluation.cli import run_eval
 
-    return run_eval(args, _target(args))
+    return run_eval(args, lambda timeout: _connect(args, timeout))
+
+
+def cmd_keys(args) -> int:
+    """Issue and check API keys (docs/security.md). No server is involved."""
+    from retrieval_svc.auth import KeysFileError, hash_token, key_entry_yaml, load_keys, new_token
+
+    if args.keys_command == "new":
+        token = new_token()
+        try:
+            entry = key_entry_yaml(args.id, token, args.role)
+        except KeysFileError as exc:
+            print(f"retrieval-svc keys new: {exc}", file=sys.stderr)
+            return 2
+        print("token (shown once; the caller sends it, e.g. from RETRIEVAL_SVC_TOKEN):", file=sys.stderr)
+        print(token)
+        print("keys file entry (add it under `keys:`):", file=sys.stderr)
+        print(entry, end="")
+        return 0
+    if args.keys_command == "hash":
+        token = sys.stdin.readline().strip()
+        if not token:
+            print("retrieval-svc keys hash: give the token on standard input", file=sys.stderr)
+            return 2
+        print(hash_token(token))
+        return 0
+    try:
+        ring = load_keys(args.file)
+    except KeysFileError as exc:
+        print(f"retrieval-svc keys check: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: {ring.count} keys, {len(ring.by_hash)} token hashes, "
+          f"{len(ring.by_client_name)} client names")
+    return 0
 
 
 def _at_least(low, kind):
@@ -284,6 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     def client_args(p):
         p.add_argument("--target", help=f"server address (default $RETRIEVAL_SVC_TARGET or {DEFAULT_TARGET})")
+        p.add_argument("--token", help="API key, sent as `authorization: Bearer` (default $RETRIEVAL_SVC_TOKEN; "
+                                       "prefer the variable: arguments show in the process list)")
+        p.add_argument("--tls", action="store_true", default=None,
+                       help="speak TLS (default $RETRIEVAL_SVC_TLS; implied by --ca-file and --cert-file)")
+        p.add_argument("--ca-file", help="PEM CA bundle to trust for the server's certificate "
+                                         "(default $RETRIEVAL_SVC_CA_FILE, else the system's roots)")
+        p.add_argument("--cert-file", help="PEM client certificate for mTLS (default $RETRIEVAL_SVC_CERT_FILE)")
+        p.add_argument("--key-file", help="PEM client private key for mTLS (default $RETRIEVAL_SVC_KEY_FILE)")
+        p.add_argument("--tls-server-name", help="name to check the server's certificate against, when the "
+                                                 "target's host is not in it")
 
     p = sub.add_parser(
         "ingest", help="send a JSONL file, BEIR corpus or folder of .txt/.md to a server",
@@ -348,6 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-metrics", action="store_true", help="update the server's quality gauges")
     client_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("keys", help="issue API keys and check keys files (docs/security.md)")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    k = keys.add_parser("new", help="print a new random token (once) and its keys-file entry (its hash)")
+    k.add_argument("--id", required=True, help="key id, shown in audit lines (e.g. tenant-a-ingest)")
+    k.add_argument("--role", action="append", required=True, metavar="ROLE:NAMESPACE_GLOB",
+                   help="read, write or admin on namespaces matching the glob, e.g. read:tenant-a* (repeatable)")
+    keys.add_parser("hash", help="read a token on standard input, print its sha256 for the keys file")
+    k = keys.add_parser("check", help="load a keys file and report what it holds, or the first problem")
+    k.add_argument("file")
+    p.set_defaults(func=cmd_keys)
     return parser
 
 

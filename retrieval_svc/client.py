@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+import os
 import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -148,17 +151,97 @@ def call_with_retries(call: Callable[[], T], policy: RetryPolicy,
             attempt += 1
 
 
+class _CallDetails(
+    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
+                                            "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call. An interceptor rather than call
+    credentials, so that a token also reaches a plaintext loopback server."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(details.method, details.timeout, [*(details.metadata or ()), self._header],
+                            details.credentials, getattr(details, "wait_for_ready", None),
+                            getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+def _read(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+
+
+# Environment variables the CLI (and `RetrievalClient.from_environment`) read.
+ENV_TOKEN = "RETRIEVAL_SVC_TOKEN"
+ENV_TLS = "RETRIEVAL_SVC_TLS"
+ENV_CA_FILE = "RETRIEVAL_SVC_CA_FILE"
+ENV_CERT_FILE = "RETRIEVAL_SVC_CERT_FILE"
+ENV_KEY_FILE = "RETRIEVAL_SVC_KEY_FILE"
+
+
 class RetrievalClient:
-    def __init__(self, target: str, timeout: float | None = 60.0) -> None:
-        self.channel = grpc.insecure_channel(
-            target,
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS)],
-        )
+    """A client of one server. Security (docs/security.md): `token` is sent as
+    `authorization: Bearer <token>`; `tls` (implied by `ca_file` and `cert_file`) speaks TLS,
+    trusting `ca_file` (PEM) or the system's roots; `cert_file` and `key_file` are the client
+    certificate for mTLS; `server_name` overrides the name checked against the server's
+    certificate (for a target given as an IP address the certificate does not list)."""
+
+    def __init__(self, target: str, timeout: float | None = 60.0, *, token: str | None = None,
+                 tls: bool = False, ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None, server_name: str | None = None) -> None:
+        options: list[tuple[str, int | str]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+        ]
+        if bool(cert_file) != bool(key_file):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        if tls or ca_file or cert_file:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(ca_file, "CA file") if ca_file else None,
+                private_key=_read(key_file, "client key file") if key_file else None,
+                certificate_chain=_read(cert_file, "client certificate file") if cert_file else None,
+            )
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(target, options=options)
+        self.channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
         self.retrieval = rgrpc.RetrievalServiceStub(self.channel)
         self.evaluation = egrpc.EvaluationServiceStub(self.channel)
         self.timeout = timeout
+
+    @classmethod
+    def from_environment(cls, target: str, timeout: float | None = 60.0,
+                         environ: Mapping[str, str] | None = None, **overrides) -> "RetrievalClient":
+        """A client whose security options come from RETRIEVAL_SVC_TOKEN, RETRIEVAL_SVC_TLS
+        (1/true/yes), RETRIEVAL_SVC_CA_FILE, RETRIEVAL_SVC_CERT_FILE and RETRIEVAL_SVC_KEY_FILE,
+        each replaced by an `overrides` keyword (token, tls, ca_file, ...) that is not None."""
+        env = os.environ if environ is None else environ
+        options: dict[str, Any] = {
+            "token": env.get(ENV_TOKEN) or None,
+            "tls": env.get(ENV_TLS, "").strip().lower() in ("1", "true", "yes", "on"),
+            "ca_file": env.get(ENV_CA_FILE) or None,
+            "cert_file": env.get(ENV_CERT_FILE) or None,
+            "key_file": env.get(ENV_KEY_FILE) or None,
+        }
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(target, timeout, **options)
 
     def close(self) -> None:
         self.channel.close()

@@ -40,10 +40,11 @@ class Deadline:
 
     def check(self, before: str) -> None:
         """Raise Cancelled or DeadlineExceeded if the work should not go on to `before`."""
-        if self.cancelled():
-            raise Cancelled(f"the caller went away before {before}; the work was dropped")
+        # The deadline first: gRPC also cancels a call whose deadline passed.
         if self.expired():
             raise DeadlineExceeded(f"the deadline passed before {before}; the work was dropped")
+        if self.cancelled():
+            raise Cancelled(f"the caller went away before {before}; the work was dropped")
 
 
 NO_DEADLINE = Deadline()

@@ -70,3 +70,19 @@ class Cancelled(RetrievalError):
     """The caller went away; the work was dropped."""
 
     code = "CANCELLED"
+
+
+class AlreadyExists(RetrievalError):
+    code = "ALREADY_EXISTS"
+
+
+class Unauthenticated(RetrievalError):
+    """No credentials, or credentials no key matches."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(RetrievalError):
+    """An authenticated caller without the role the call needs on a namespace it named."""
+
+    code = "PERMISSION_DENIED"

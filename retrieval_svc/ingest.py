@@ -102,10 +102,12 @@ def validate_document(doc: Document, limits: LimitSettings, index: int) -> Docum
                   f"metadata keys and values have {metadata_chars} characters in all, over the limit of "
                   f"{limits.max_metadata_chars} (limits.max_metadata_chars); every hit carries them")
     t = doc.source_updated_at
-    if t is not None and not (math.isfinite(t) and 0 < t <= MAX_TIMESTAMP_SECONDS):
+    # Strictly below the last Timestamp second: stored as a float, an instant in it can
+    # round up past the largest Timestamp and could then never be returned.
+    if t is not None and not (math.isfinite(t) and 0 < t < MAX_TIMESTAMP_SECONDS):
         raise bad("source_updated_at", "malformed",
-                  "source_updated_at must be an instant after 1970 and before year 10000 "
-                  "(Timestamp seconds 1..253402300799, nanos 0..999999999)")
+                  "source_updated_at must be an instant after 1970-01-01T00:00:00Z and before "
+                  "9999-12-31T23:59:59Z (Timestamp seconds 1..253402300798, nanos 0..999999999)")
     if namespace == doc.namespace:
         return doc
     return Document(namespace, doc.doc_id, doc.text, doc.title, dict(doc.metadata),

@@ -9,16 +9,21 @@ INVALID_ARGUMENT with an explanation instead of grpc's generic INTERNAL.
 from __future__ import annotations
 
 import functools
+import inspect
+import ipaddress
 import logging
 import math
+import ssl
 import threading
 import time
 from concurrent import futures
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import grpc
 from google.protobuf import message_factory
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
@@ -29,16 +34,20 @@ from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.admission import Pool
 from retrieval_svc.app import App
+from retrieval_svc.auth import OPEN, KeysFileError, Principal, ReloadingKeyRing, Role
 from retrieval_svc.deadline import Deadline
-from retrieval_svc.domain import Document, SearchMode
+from retrieval_svc.domain import DEFAULT_NAMESPACE, Document, SearchMode
 from retrieval_svc.errors import (
-    InvalidArgument, InvalidDocument, NotFound, ResourceExhausted, RetrievalError, StartupError,
-    Unavailable,
+    AlreadyExists, InvalidArgument, InvalidDocument, NotFound, PermissionDenied, ResourceExhausted,
+    RetrievalError, StartupError, Unauthenticated, Unavailable,
 )
-from retrieval_svc.ingest import MAX_TIMESTAMP_SECONDS, IngestSummary, normalize_namespace
+from retrieval_svc.ingest import MAX_TIMESTAMP_SECONDS, NAME_PATTERN, IngestSummary, normalize_namespace
 from retrieval_svc.pipeline import SearchOptions, SearchResult
 
 log = logging.getLogger(__name__)
+# One line per committed write or delete and per refused write call: key id, namespaces,
+# outcome and counts; never document or query text.
+audit = logging.getLogger("retrieval_svc.audit")
 
 RETRIEVAL_SERVICE = "retrieval.v1.RetrievalService"
 EVALUATION_SERVICE = "retrieval.v1.EvaluationService"
@@ -84,10 +93,6 @@ def _check_decoded(request: Any, what: str = "request") -> None:
 
 
 # --- conversions ---------------------------------------------------------------
-
-
-def _seconds(ts) -> float | None:
-    return ts.ToNanoseconds() / 1e9 if ts.seconds or ts.nanos else None
 
 
 def _source_time(ts) -> float:
@@ -247,32 +252,197 @@ class _Calls:
             return self._cond.wait_for(lambda: self._active == 0, timeout)
 
 
+# --- access ----------------------------------------------------------------------
+
+
+def _ns(name: str) -> str:
+    return name or DEFAULT_NAMESPACE
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """What one RPC needs: `role` (auth.Role; admin implies read and write) on every
+    namespace `namespaces(request)` names, checked before admission; for a client-streaming
+    RPC, on each message as the handler reads it. `role` None: any authenticated caller,
+    because the request names no namespace; its handler takes a `principal` argument and
+    shows only namespaces the caller holds a role on. `audit`: a call refused with
+    PERMISSION_DENIED is logged on the audit logger (committed writes are logged where
+    they commit)."""
+
+    role: Role | None
+    namespaces: Callable[[Any], Iterable[str]] = lambda request: ()
+    audit: bool = False
+
+
+def _document_namespaces(request) -> Iterable[str]:
+    return {_ns(d.namespace) for d in request.documents}
+
+
+# Every RPC of the API, by full method name. A method missing here is refused
+# (PERMISSION_DENIED), and tests/retrieval_svc/test_security.py fails for it.
+ACCESS_RULES: dict[str, AccessRule] = {
+    f"/{RETRIEVAL_SERVICE}/Ingest": AccessRule("write", _document_namespaces, audit=True),
+    f"/{RETRIEVAL_SERVICE}/IngestBatch": AccessRule("write", _document_namespaces, audit=True),
+    f"/{RETRIEVAL_SERVICE}/DeleteDocuments": AccessRule("write", lambda r: (_ns(r.namespace),), audit=True),
+    f"/{RETRIEVAL_SERVICE}/Search": AccessRule("read", lambda r: (_ns(r.namespace),)),
+    f"/{RETRIEVAL_SERVICE}/BatchSearch": AccessRule("read", lambda r: {_ns(q.namespace) for q in r.queries}),
+    f"/{RETRIEVAL_SERVICE}/GetDocument": AccessRule("read", lambda r: (_ns(r.namespace),)),
+    # The chunk's namespace is known once it is found: read on it, else NOT_FOUND as if missing.
+    f"/{RETRIEVAL_SERVICE}/GetChunk": AccessRule(None),
+    # The caller's namespaces only; config_json to an admin of every namespace.
+    f"/{RETRIEVAL_SERVICE}/Info": AccessRule(None),
+    f"/{EVALUATION_SERVICE}/RegisterQuerySet": AccessRule("admin", lambda r: (_ns(r.namespace),), audit=True),
+    # Sets whose namespace the caller may read.
+    f"/{EVALUATION_SERVICE}/ListQuerySets": AccessRule(None),
+    # Admin on the template's namespace when it names one, and (in the handler) on the set's
+    # namespace: a set of another tenant is NOT_FOUND, as if it did not exist.
+    f"/{EVALUATION_SERVICE}/Evaluate": AccessRule(
+        "admin", lambda r: (r.search_template.namespace,) if r.search_template.namespace else ()),
+}
+
+
+def _shown(namespace: str) -> str:
+    """A namespace as an audit line or an error message may show it: valid names as they are,
+    anything else (caller text) cut short and quoted."""
+    return namespace if NAME_PATTERN.match(namespace) else repr(namespace[:64])
+
+
+def _denied(principal: Principal, role: str, namespace: str) -> PermissionDenied:
+    return PermissionDenied(f"key {principal.key_id!r} has no {role} role on namespace {_shown(namespace)}")
+
+
+def _authorized(rule: AccessRule, principal: Principal, request: Any, namespaces: set[str]) -> Any:
+    """Check `rule` for `request` and add the namespaces it names to `namespaces`; returns the
+    request for the handler: for a stream, an iterator that checks each message before the
+    handler sees it. Undecodable messages pass: their handler rejects them."""
+
+    def check(message: Any, where: str = "") -> None:
+        if rule.role is None or isinstance(message, _Undecodable):
+            return
+        for namespace in rule.namespaces(message):
+            namespaces.add(namespace)
+            if not principal.allows(rule.role, namespace):
+                denied = _denied(principal, rule.role, namespace)
+                raise PermissionDenied(f"{where}{denied}") if where else denied
+
+    if isinstance(request, (Message, _Undecodable)):
+        check(request)
+        return request
+
+    def checked(messages: Iterator[Any]) -> Iterator[Any]:
+        for i, message in enumerate(messages):
+            check(message, f"stream message {i} ({i} committed before it): ")
+            yield message
+
+    return checked(request)
+
+
+def _bearer_token(context) -> str | None:
+    """The token of `authorization: Bearer <token>` metadata; None when there is none."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+            return token.strip()
+    return None
+
+
+def _client_names(context) -> list[str]:
+    """The TLS client certificate's subject CN and SANs (empty without mTLS)."""
+    properties = context.auth_context() or {}
+    return [value.decode("utf-8", "replace") for key in ("x509_common_name", "x509_subject_alternative_name")
+            for value in properties.get(key, ())]
+
+
+class Gatekeeper:
+    """Who is calling: the key of the bearer token in `authorization` metadata, else of the
+    TLS client certificate's names (mTLS); `OPEN` (every right) when no keys are configured."""
+
+    def __init__(self, keys: ReloadingKeyRing | None = None) -> None:
+        self.keys = keys
+
+    def principal(self, context) -> Principal:
+        if self.keys is None:
+            return OPEN
+        ring = self.keys.current()
+        token = _bearer_token(context)
+        if token is not None:
+            principal = ring.for_token(token)
+            if principal is None:
+                raise Unauthenticated("the bearer token is not a valid API key (unknown or revoked)")
+            return principal
+        names = _client_names(context)
+        if names:
+            principal = ring.for_client(names)
+            if principal is None:
+                raise Unauthenticated("the client certificate's names match no key's client_names, "
+                                      "and no bearer token was sent")
+            return principal
+        raise Unauthenticated("no credentials: send an API key as `authorization: Bearer <token>` metadata")
+
+
+def _audit_counts(message: Message) -> str:
+    """The counts of a write's response as key=value pairs (integers and list lengths only:
+    nothing a caller wrote)."""
+    parts = []
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.is_repeated:
+            parts.append(f"{field.name}={len(value)}")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            parts.append(f"{field.name}={value}")
+    return " ".join(parts)
+
+
+def _audit_commit(rpc: str, principal: Principal, namespaces: Iterable[str], response: Message) -> None:
+    audit.info("%s committed key=%s namespaces=%s %s", rpc, principal.key_id,
+               ",".join(sorted(_shown(n) for n in namespaces)), _audit_counts(response))
+
+
 def _rpc(name: str, pool: str | None = None, timed: bool = True):
-    """Count, time and map errors of one RPC method; admit it through `pool` (`timed`:
-    see Pool.slot); give it the caller's deadline. The method is called as
-    method(self, request, context, deadline). A call that finishes after its deadline
-    is counted as DEADLINE_EXCEEDED (what its caller saw) and as an overrun."""
+    """Count, time and map errors of one RPC method; authenticate the caller and check its
+    ACCESS_RULES entry before admission; admit it through `pool` (`timed`: see Pool.slot);
+    give it the caller's deadline. The method is called as
+    method(self, request, context, deadline), plus principal=... when it has a `principal`
+    parameter. A call that finishes after its deadline is counted as DEADLINE_EXCEEDED (what
+    its caller saw) and as an overrun."""
 
     def wrap(method):
+        wants_principal = "principal" in inspect.signature(method).parameters
+
         @functools.wraps(method)
         def handler(self, request, context):
             started = time.perf_counter()
             code = "OK"
             deadline = _deadline(context)
             telemetry = self.app.telemetry
+            rule = ACCESS_RULES.get(f"/{self.service}/{name}")
+            principal = None
+            namespaces = set()  # those the request names, for the audit line of a refusal
             try:
                 with self.calls:
+                    principal = self.gate.principal(context)
+                    if rule is None:
+                        raise PermissionDenied(f"{name} has no access rule; it is refused to everyone")
+                    request = _authorized(rule, principal, request, namespaces)
+                    extra = {"principal": principal} if wants_principal else {}
                     if pool is None:
-                        result = method(self, request, context, deadline)
+                        result = method(self, request, context, deadline, **extra)
                     else:
                         with self.pools[pool].slot(deadline, timed=timed):
-                            result = method(self, request, context, deadline)
+                            result = method(self, request, context, deadline, **extra)
                 if deadline.expired():
                     code = "DEADLINE_EXCEEDED"
                     telemetry.deadline_overruns.labels(name).inc()
                 return result
             except RetrievalError as exc:
-                code = exc.code if context.is_active() else "CANCELLED"
+                code = exc.code if context.is_active() or exc.code == "DEADLINE_EXCEEDED" else "CANCELLED"
+                # Calls without a valid key are only counted (retrieval_requests_total): logging
+                # each would let anyone fill the disk.
+                if rule is not None and rule.audit and principal is not None and isinstance(exc, PermissionDenied):
+                    audit.warning("%s refused key=%s namespaces=%s code=%s", name, principal.key_id,
+                                  ",".join(sorted(_shown(n) for n in namespaces)), exc.code)
                 context.abort_with_status(_status(exc))
             except grpc.RpcError:
                 code = context.code().name if context.code() else "CANCELLED"
@@ -294,15 +464,20 @@ def _rpc(name: str, pool: str | None = None, timed: bool = True):
 
 
 class _Servicer:
-    def __init__(self, app: App, pools: dict[str, Pool], calls: _Calls) -> None:
+    service = ""  # the full gRPC service name, for ACCESS_RULES
+
+    def __init__(self, app: App, pools: dict[str, Pool], calls: _Calls, gate: Gatekeeper | None = None) -> None:
         self.app = app
         self.pools = pools
         self.calls = calls
+        self.gate = gate or Gatekeeper()
 
 
 class RetrievalServicer(_Servicer):
-    def _ingest_batch(self, request: pb.IngestRequest, first_index: int,
-                      deadline: Deadline) -> IngestSummary:
+    service = RETRIEVAL_SERVICE
+
+    def _ingest_batch(self, request: pb.IngestRequest, first_index: int, deadline: Deadline,
+                      rpc: str = "IngestBatch", principal: Principal = OPEN) -> IngestSummary:
         if request.on_invalid not in (pb.INVALID_DOCUMENT_POLICY_UNSPECIFIED,
                                       pb.INVALID_DOCUMENT_POLICY_REJECT, pb.INVALID_DOCUMENT_POLICY_SKIP):
             raise InvalidArgument(f"on_invalid {request.on_invalid} is not a known InvalidDocumentPolicy")
@@ -312,10 +487,12 @@ class RetrievalServicer(_Servicer):
         for ns in summary.new_chunk_lags.keys() | summary.embedded_by_namespace.keys():
             self.app.telemetry.observe_ingest(
                 ns, summary.embedded_by_namespace.get(ns, 0), summary.new_chunk_lags.get(ns, ()))
+        _audit_commit(rpc, principal, _document_namespaces(request), summary_to_pb(summary))
         return summary
 
     @_rpc("Ingest", pool="write")
-    def Ingest(self, requests: Iterator, context, deadline: Deadline) -> pb.IngestSummary:
+    def Ingest(self, requests: Iterator, context, deadline: Deadline,
+               principal: Principal = OPEN) -> pb.IngestSummary:
         total = IngestSummary(index_generation=self.app.store.generation)
         seen = 0
 
@@ -331,7 +508,7 @@ class RetrievalServicer(_Servicer):
                                       "again (re-sending committed documents embeds nothing)",
                                       retry_after_seconds=1.0)
                 _check_decoded(request, f"stream message {i}")
-                total.merge(self._ingest_batch(request, seen, deadline))
+                total.merge(self._ingest_batch(request, seen, deadline, "Ingest", principal))
             except RetrievalError as exc:
                 if not isinstance(exc, Unavailable):
                     exc.args = (f"{exc}; {committed()} before it",)
@@ -340,21 +517,24 @@ class RetrievalServicer(_Servicer):
         return summary_to_pb(total)
 
     @_rpc("IngestBatch", pool="write")
-    def IngestBatch(self, request, context, deadline: Deadline) -> pb.IngestSummary:
+    def IngestBatch(self, request, context, deadline: Deadline, principal: Principal = OPEN) -> pb.IngestSummary:
         _check_decoded(request)
-        return summary_to_pb(self._ingest_batch(request, 0, deadline))
+        return summary_to_pb(self._ingest_batch(request, 0, deadline, "IngestBatch", principal))
 
     @_rpc("DeleteDocuments", pool="write")
-    def DeleteDocuments(self, request, context, deadline: Deadline) -> pb.DeleteDocumentsResponse:
+    def DeleteDocuments(self, request, context, deadline: Deadline,
+                        principal: Principal = OPEN) -> pb.DeleteDocumentsResponse:
         _check_decoded(request)
         limit = self.app.settings.limits.max_batch_documents
         if len(request.doc_ids) > limit:
             raise ResourceExhausted(f"{len(request.doc_ids)} doc_ids, over limits.max_batch_documents={limit}")
         s = self.app.ingestor.delete(request.namespace, list(request.doc_ids))
-        return pb.DeleteDocumentsResponse(
+        resp = pb.DeleteDocumentsResponse(
             documents_deleted=s.documents_deleted, chunks_removed=s.chunks_removed,
             not_found=s.not_found, index_generation=s.index_generation,
         )
+        _audit_commit("DeleteDocuments", principal, (_ns(request.namespace),), resp)
+        return resp
 
     @_rpc("Search", pool="search")
     def Search(self, request, context, deadline: Deadline) -> pb.SearchResponse:
@@ -381,12 +561,13 @@ class RetrievalServicer(_Servicer):
         return pb.BatchSearchResponse(results=[result_to_pb(r) for r in results])
 
     @_rpc("GetChunk")
-    def GetChunk(self, request, context, deadline: Deadline) -> pb.Chunk:
+    def GetChunk(self, request, context, deadline: Deadline, principal: Principal = OPEN) -> pb.Chunk:
         _check_decoded(request)
         if not request.chunk_id:
             raise InvalidArgument("chunk_id is required")
         chunk = self.app.store.ledger.chunk(request.chunk_id)
-        if chunk is None:
+        # Another tenant's chunk is answered as a missing one, so its existence does not show.
+        if chunk is None or not principal.allows("read", chunk.namespace):
             raise NotFound(f"chunk {request.chunk_id!r} does not exist")
         return _chunk_pb(chunk)
 
@@ -417,7 +598,7 @@ class RetrievalServicer(_Servicer):
         return resp
 
     @_rpc("Info")
-    def Info(self, request, context, deadline: Deadline) -> pb.InfoResponse:
+    def Info(self, request, context, deadline: Deadline, principal: Principal = OPEN) -> pb.InfoResponse:
         now = time.time()
         settings = self.app.settings
         limits = {f"limits.{k}": float(v) for k, v in settings.limits.model_dump().items()}
@@ -427,9 +608,12 @@ class RetrievalServicer(_Servicer):
             version=__version__, index_generation=self.app.store.generation,
             models=[_model_pb(m) for m in self.app.pipeline.models],
             dense_index=self.app.dense_index_description,
-            config_json=settings.to_json(), limits=limits,
+            # The configuration names every tenant's query sets and the store's paths.
+            config_json=settings.to_json() if principal.is_global_admin else "", limits=limits,
         )
         for s in self.app.store.stats():
+            if not principal.sees(s.namespace):
+                continue
             resp.namespaces.add(
                 name=s.namespace, documents=s.documents, chunks=s.chunks,
                 dense_vectors=s.dense_entries, bm25_chunks=s.lexical_entries,
@@ -440,19 +624,41 @@ class RetrievalServicer(_Servicer):
 
 
 class EvaluationServicer(_Servicer):
+    service = EVALUATION_SERVICE
+
     @_rpc("RegisterQuerySet")
-    def RegisterQuerySet(self, request, context, deadline: Deadline):
+    def RegisterQuerySet(self, request, context, deadline: Deadline, principal: Principal = OPEN):
         _check_decoded(request)
-        return self.app.evaluations.register_pb(request)
+        # Set names are one space for all tenants: never replace a set of a namespace the
+        # caller does not administer.
+        owner = self.app.evaluations.namespace_of(request.name)
+        if owner is not None and not principal.allows("admin", owner):
+            if principal.allows("read", owner):
+                raise _denied(principal, "admin", owner)
+            raise AlreadyExists(f"query set name {request.name!r} is taken; choose another name")
+        resp = self.app.evaluations.register_pb(request)
+        _audit_commit("RegisterQuerySet", principal, (_ns(request.namespace),), resp)
+        return resp
 
     @_rpc("ListQuerySets")
-    def ListQuerySets(self, request, context, deadline: Deadline):
+    def ListQuerySets(self, request, context, deadline: Deadline, principal: Principal = OPEN):
         _check_decoded(request)
-        return self.app.evaluations.list_pb()
+        resp = self.app.evaluations.list_pb()
+        shown = [s for s in resp.sets if principal.allows("read", _ns(s.namespace))]
+        if len(shown) < len(resp.sets):
+            del resp.sets[:]
+            resp.sets.extend(shown)
+        return resp
 
     @_rpc("Evaluate", pool="search", timed=False)
-    def Evaluate(self, request, context, deadline: Deadline):
+    def Evaluate(self, request, context, deadline: Deadline, principal: Principal = OPEN):
         _check_decoded(request)
+        owner = self.app.evaluations.namespace_of(request.query_set)
+        # A set the caller cannot even list (ListQuerySets) is answered as a missing one.
+        if owner is None or not principal.allows("read", owner):
+            raise NotFound(f"query set {request.query_set!r} is not registered or configured")
+        if not principal.allows("admin", owner):
+            raise _denied(principal, "admin", owner)
         return self.app.evaluations.evaluate_pb(request, deadline)
 
 
@@ -487,19 +693,39 @@ def _health_handler(servicer: health.HealthServicer) -> grpc.GenericRpcHandler:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"HealthCheckRequest could not be parsed ({request.error})")
         yield from servicer.Watch(request, context)
 
+    def list_statuses(request, context):
+        # health.proto's List; grpcio-health-checking's servicer does not implement it.
+        if isinstance(request, _Undecodable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"HealthListRequest could not be parsed ({request.error})")
+        with servicer._lock:
+            statuses = dict(servicer._server_status)
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in statuses.items()})
+
     parse = _lenient(health_pb2.HealthCheckRequest.FromString)
     serialize = health_pb2.HealthCheckResponse.SerializeToString
     return grpc.method_handlers_generic_handler(health.SERVICE_NAME, {
         "Check": grpc.unary_unary_rpc_method_handler(check, parse, serialize),
         "Watch": grpc.unary_stream_rpc_method_handler(watch, parse, serialize),
+        # types-grpcio-health-checking predates List: its stubs lack these two messages.
+        "List": grpc.unary_unary_rpc_method_handler(
+            list_statuses, _lenient(health_pb2.HealthListRequest.FromString),  # type: ignore[attr-defined]
+            health_pb2.HealthListResponse.SerializeToString),  # type: ignore[attr-defined]
     })
 
 
-def _reflection_handler(service_names: tuple[str, ...]) -> grpc.GenericRpcHandler:
-    """Server reflection with lenient request parsing (see _health_handler)."""
+def _reflection_handler(service_names: tuple[str, ...], gate: Gatekeeper | None = None) -> grpc.GenericRpcHandler:
+    """Server reflection with lenient request parsing (see _health_handler); for callers with
+    a valid key only, when `gate` is given."""
     servicer = reflection.ReflectionServicer(service_names)
 
     def info(requests, context):
+        if gate is not None:
+            try:
+                gate.principal(context)
+            except Unauthenticated as exc:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+
         def decoded():
             for request in requests:
                 if isinstance(request, _Undecodable):
@@ -516,12 +742,133 @@ def _reflection_handler(service_names: tuple[str, ...]) -> grpc.GenericRpcHandle
     })
 
 
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _file_signature(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = Path(path).stat()  # follows symlinks, as a Kubernetes Secret mount needs
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class _CertificateFiles:
+    """tls.cert_file, tls.key_file and tls.client_ca_file, as gRPC's dynamic server credentials
+    want them: `fetch` is called at every new connection and returns a new configuration when a
+    file changed, or None to keep the one in force. Files that change into something that does
+    not load (a half-written renewal, a key that does not match) keep the old configuration and
+    are logged once per change."""
+
+    def __init__(self, cert_file: str, key_file: str, client_ca_file: str = "") -> None:
+        self.files = {"tls.cert_file": cert_file, "tls.key_file": key_file}
+        if client_ca_file:
+            self.files["tls.client_ca_file"] = client_ca_file
+        self._lock = threading.Lock()
+        self._signature = self._stat()
+        self.config = self._load()
+
+    def _stat(self) -> tuple:
+        return tuple(_file_signature(path) for path in self.files.values())
+
+    def _load(self) -> grpc.ServerCertificateConfiguration:
+        """The configuration from the files; StartupError naming the setting on a problem."""
+        data = {}
+        for key, path in self.files.items():
+            try:
+                data[key] = Path(path).read_bytes()
+            except OSError as exc:
+                raise StartupError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+        cert, key = self.files["tls.cert_file"], self.files["tls.key_file"]
+        # The ssl module checks the PEM and that the key belongs to the certificate, with a
+        # message; gRPC would only fail each handshake.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise StartupError(f"tls.cert_file, tls.key_file: {cert} and {key} are not a PEM certificate "
+                               f"chain and its private key: {exc}") from None
+        ca = self.files.get("tls.client_ca_file")
+        if ca:
+            try:
+                context.load_verify_locations(cafile=ca)
+            except (ssl.SSLError, OSError) as exc:
+                raise StartupError(f"tls.client_ca_file: {ca} is not a PEM CA bundle: {exc}") from None
+        return grpc.ssl_server_certificate_configuration(
+            [(data["tls.key_file"], data["tls.cert_file"])], root_certificates=data.get("tls.client_ca_file"))
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            signature = self._stat()
+            if signature == self._signature:
+                return None
+            self._signature = signature
+            try:
+                self.config = self._load()
+            except StartupError as exc:
+                log.error("TLS files changed but do not load; new connections keep the certificate "
+                          "loaded before: %s", exc)
+                return None
+            except Exception:  # gRPC calls this from its core; never let it fail a handshake
+                log.exception("TLS files changed but could not be loaded; keeping the certificate in force")
+                return None
+            log.info("TLS certificate reloaded from %s", self.files["tls.cert_file"])
+            return self.config
+
+
+def _gatekeeper(settings, announce: bool = True) -> Gatekeeper:
+    """The Gatekeeper of `settings.auth`; StartupError when the keys file does not load, or
+    when no keys are configured on a non-loopback host without auth.allow_unauthenticated."""
+    auth, host = settings.auth, settings.server.host
+    if not auth.keys_file:
+        if not _is_loopback(host) and not auth.allow_unauthenticated:
+            raise StartupError(
+                f"server.host is {host!r}, not a loopback address, and no API keys are configured "
+                "(auth.keys_file): anyone who can reach the port could read, overwrite and delete every "
+                "namespace. Configure auth.keys_file (docs/security.md), bind 127.0.0.1, or set "
+                "auth.allow_unauthenticated: true to serve open on purpose")
+        return Gatekeeper()
+    try:
+        keys = ReloadingKeyRing(auth.keys_file, auth.reload_seconds)
+    except KeysFileError as exc:
+        raise StartupError(f"auth.keys_file: {exc}") from None
+    if not announce:
+        return Gatekeeper(keys)
+    log.info("authentication on: %d API keys from %s (checked for changes every %g s)",
+             keys.current().count, auth.keys_file, auth.reload_seconds)
+    if not settings.tls.cert_file and not _is_loopback(host):
+        log.warning("API keys are on but TLS is off on %s: tokens cross the network in clear text "
+                    "unless a proxy or mesh encrypts the connection (tls.cert_file, tls.key_file)", host)
+    return Gatekeeper(keys)
+
+
+def preflight(settings) -> None:
+    """The security checks Server makes at start-up (keys file, TLS files, the loopback rule),
+    without building anything: `serve` runs them before loading models, to fail in a second."""
+    _gatekeeper(settings, announce=False)
+    tls = settings.tls
+    if tls.cert_file:
+        _CertificateFiles(tls.cert_file, tls.key_file, tls.client_ca_file)
+
+
 class Server:
     """A running gRPC server (plus the metrics endpoint) around an App.
 
     Start-up fails with StartupError (one line naming the cause) when the port is
     taken: SO_REUSEPORT, on by default in gRPC Python, is turned off, so a second
     server cannot silently share a port and split its traffic.
+
+    Security (docs/security.md): with auth.keys_file every RPC but health (and reflection,
+    unless auth.open_reflection) needs an API key; with tls.cert_file the port speaks TLS
+    only. Start-up fails with StartupError on a keys or certificate file that does not load,
+    and on a non-loopback server.host with no keys unless auth.allow_unauthenticated.
 
     Shutdown (`stop`): health turns NOT_SERVING, ingest streams end at their next
     message with UNAVAILABLE saying how much they committed, calls in flight get
@@ -532,6 +879,10 @@ class Server:
     def __init__(self, app: App) -> None:
         self.app = app
         s = app.settings.server
+        self.gate = _gatekeeper(app.settings)
+        tls = app.settings.tls
+        self.certificates = (_CertificateFiles(tls.cert_file, tls.key_file, tls.client_ca_file)
+                             if tls.cert_file else None)
         options = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
@@ -554,18 +905,29 @@ class Server:
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=s.max_workers, thread_name_prefix="rpc"),
                                 options=options, maximum_concurrent_rpcs=s.max_workers)
         self.grpc.add_generic_rpc_handlers((
-            _generic_handler(RETRIEVAL_SERVICE, pb.DESCRIPTOR, RetrievalServicer(app, self.pools, self.calls)),
-            _generic_handler(EVALUATION_SERVICE, epb.DESCRIPTOR, EvaluationServicer(app, self.pools, self.calls)),
+            _generic_handler(RETRIEVAL_SERVICE, pb.DESCRIPTOR,
+                             RetrievalServicer(app, self.pools, self.calls, self.gate)),
+            _generic_handler(EVALUATION_SERVICE, epb.DESCRIPTOR,
+                             EvaluationServicer(app, self.pools, self.calls, self.gate)),
         ))
         self.health = health.HealthServicer()
         self.grpc.add_generic_rpc_handlers((
             _health_handler(self.health),
             _reflection_handler(
-                (RETRIEVAL_SERVICE, EVALUATION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+                (RETRIEVAL_SERVICE, EVALUATION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                None if app.settings.auth.open_reflection or self.gate.keys is None else self.gate),
         ))
         address = f"{s.host}:{s.port}"
         try:
-            self.port = self.grpc.add_insecure_port(address)
+            if self.certificates is None:
+                self.port = self.grpc.add_insecure_port(address)
+            else:
+                # gRPC's fetcher may return None ("no change"); the type stub does not say so.
+                fetch = cast(Callable[[], grpc.ServerCertificateConfiguration], self.certificates.fetch)
+                credentials = grpc.dynamic_ssl_server_credentials(
+                    self.certificates.config, fetch,
+                    require_client_authentication=tls.require_client_auth)
+                self.port = self.grpc.add_secure_port(address, credentials)
         except RuntimeError:
             self.port = 0
         if self.port == 0:

@@ -298,6 +298,50 @@ class EvaluationSettings(_Section):
     depth: PositiveInt = 100
 
 
+class AuthSettings(_Section):
+    """API keys (docs/security.md). With no keys file the service is open to every caller,
+    which start-up allows only on a loopback server.host unless allow_unauthenticated says so."""
+
+    # YAML file of API keys (token hashes, roles per namespace glob); "" = no authentication.
+    keys_file: Text = ""
+    # Seconds between checks of keys_file for changes (a changed file is reloaded; one that
+    # does not load keeps the keys in force and is logged).
+    reload_seconds: PositiveFloat = 5.0
+    # Serve without keys on a non-loopback server.host anyway (e.g. behind an authenticating proxy).
+    allow_unauthenticated: bool = False
+    # Server reflection (grpcurl list/describe) without a token. Health checks are always open.
+    open_reflection: bool = False
+
+
+class TlsSettings(_Section):
+    """TLS on the gRPC port. The files are re-read when they change (checked at each new
+    connection), so a renewed certificate needs no restart."""
+
+    # PEM certificate chain and private key; both or neither ("" = plaintext).
+    cert_file: Text = ""
+    key_file: Text = ""
+    # PEM CA bundle that client certificates must chain to (mTLS); needs require_client_auth.
+    client_ca_file: Text = ""
+    # Refuse connections without a client certificate signed by client_ca_file.
+    require_client_auth: bool = False
+
+    @model_validator(mode="after")
+    def _complete(self) -> TlsSettings:
+        if bool(self.cert_file) != bool(self.key_file):
+            missing = "key_file" if self.cert_file else "cert_file"
+            raise _Rule(missing, "cert_file and key_file go together: set both or neither")
+        if self.client_ca_file and not self.cert_file:
+            raise _Rule("client_ca_file", "needs cert_file and key_file (mTLS is TLS with client certificates)")
+        if self.require_client_auth and not self.client_ca_file:
+            raise _Rule("require_client_auth", "needs client_ca_file, the CA client certificates must chain to")
+        if self.client_ca_file and not self.require_client_auth:
+            # gRPC Python's server credentials either require and verify a client certificate
+            # or do not ask for one; there is no "verify if offered".
+            raise _Rule("require_client_auth", "must be true when client_ca_file is set (gRPC asks "
+                        "for client certificates only when it requires them)")
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting, by section. Immutable; `replace` returns a validated copy."""
 
@@ -318,6 +362,8 @@ class Settings(BaseSettings):
     reranker: RerankerSettings = RerankerSettings()
     admission: AdmissionSettings = AdmissionSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    auth: AuthSettings = AuthSettings()
+    tls: TlsSettings = TlsSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
@@ -528,6 +574,7 @@ def default_encoder_model() -> str:
 
 __all__ = [
     "AdmissionSettings",
+    "AuthSettings",
     "Bm25Settings",
     "ChunkerSettings",
     "DenseSettings",
@@ -541,6 +588,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "StoreSettings",
+    "TlsSettings",
     "default_encoder_model",
     "load_settings",
 ]

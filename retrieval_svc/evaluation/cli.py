@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from retrieval_svc.client import RetrievalClient
 
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
@@ -56,10 +60,10 @@ def response_to_result(resp: epb.EvaluateResponse) -> dict:
     }
 
 
-def run_eval(args, target: str) -> int:
+def run_eval(args, connect: Callable[[float | None], RetrievalClient]) -> int:
+    """`retrieval-svc eval`; `connect(timeout)` opens the client (target and security options)."""
     import grpc
 
-    from retrieval_svc.client import RetrievalClient
     from retrieval_svc.evaluation.querysets import load_beir, load_trec
     from retrieval_svc.evaluation.report import format_table, write_report
 
@@ -73,7 +77,12 @@ def run_eval(args, target: str) -> int:
     if unknown:
         print(f"retrieval-svc eval: unknown stage {unknown[0]!r}; use dense,bm25,fused,reranked", file=sys.stderr)
         return 2
-    with RetrievalClient(target, timeout=None) as client:
+    try:
+        connection = connect(None)
+    except ValueError as exc:
+        print(f"retrieval-svc eval: {exc}", file=sys.stderr)
+        return 2
+    with connection as client:
         try:
             name = args.set
             if args.beir or args.trec:

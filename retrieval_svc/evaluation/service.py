@@ -137,6 +137,14 @@ class EvaluationRunner:
             self._sets[name] = qs
         return qs
 
+    def namespace_of(self, name: str) -> str | None:
+        """The namespace a registered or configured set judges; None for an unknown name."""
+        with self._lock:
+            if name in self._sets:
+                return self._sets[name].namespace
+        config = self._configured.get(name)
+        return config.namespace if config is not None else None
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(set(self._sets) | set(self._configured))
@@ -157,6 +165,8 @@ class EvaluationRunner:
                 raise InvalidArgument(f"ks: {k} is out of 1..{max_k}")
         if not stages:
             stages = [s for s in STAGES if s != "reranked" or self.pipeline.rerank_stage is not None]
+        if len(set(stages)) != len(stages):
+            raise InvalidArgument("stages: each stage may be named once")
         for stage in stages:
             if stage not in STAGES:
                 raise InvalidArgument(f"unknown stage {stage!r}; use {', '.join(STAGES)}")
@@ -234,10 +244,15 @@ class EvaluationRunner:
         }
 
     def _export(self, result: dict) -> None:
+        """Set the quality gauges. Label values come from bounded sets only: registered set
+        names (at most limits.max_query_sets), the stages, the metrics, and the configured
+        cut-offs (evaluation.ks; a caller's other ks are returned but not exported)."""
         name = result["query_set"]
+        exported_ks = {0, *self.settings.evaluation.ks}
         for stage in result["stages"]:
             for m in stage["metrics"]:
-                self.telemetry.set_quality(name, stage["stage"], m["metric"], m["k"], m["value"])
+                if m["k"] in exported_ks:
+                    self.telemetry.set_quality(name, stage["stage"], m["metric"], m["k"], m["value"])
         self.telemetry.eval_last_run.labels(name).set(time.time())
 
     def run_configured(self) -> None:

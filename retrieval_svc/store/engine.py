@@ -106,12 +106,28 @@ def _lock_folder(path: Path) -> int:
     return fd
 
 
+def _owner_only(path: Path) -> None:
+    """Make the store folder and what is in it the owner's alone (folders 0700, files 0600):
+    the ledger holds every tenant's documents. `serve` also sets umask 077, so files made
+    later are created that way; this catches a store written before, or by another tool."""
+    for folder, dirs, files in os.walk(path):
+        for name, mode in [("", 0o700), *((d, 0o700) for d in dirs), *((f, 0o600) for f in files)]:
+            target = os.path.join(folder, name) if name else folder
+            try:
+                st = os.lstat(target)
+                if not os.path.islink(target) and st.st_mode & 0o077:
+                    os.chmod(target, mode)
+            except OSError as exc:
+                log.warning("cannot make %s private to its owner: %s", target, exc.strerror or exc)
+
+
 class Store:
     def __init__(self, path: Path, factories: IndexFactories, prepend_title: bool = False,
                  encoder: EncoderBinding | None = None) -> None:
         self.path = Path(path)
         self.prepend_title = prepend_title
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(self.path)
         self._lock_fd: int | None = _lock_folder(self.path)
         self._factories = factories
         try:

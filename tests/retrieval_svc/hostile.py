@@ -54,6 +54,11 @@ def is_map(field: FieldDescriptor) -> bool:
     return field.message_type is not None and field.message_type.GetOptions().map_entry
 
 
+def entry_fields(field: FieldDescriptor) -> tuple[FieldDescriptor, FieldDescriptor]:
+    """The key and value fields of a map field's entry type."""
+    return field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
+
+
 class HostileMessages:
     """Builds request messages from a descriptor.
 
@@ -126,7 +131,7 @@ class HostileMessages:
         """Set one field with values from make(field, depth)."""
         if is_map(field):
             container = getattr(msg, field.name)
-            key_field, value_field = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
+            key_field, value_field = entry_fields(field)
             for _ in range(self.rng.randint(1, 3)):
                 self._put(container, make(key_field, depth + 1), value_field, make, depth)
         elif field.is_repeated:
@@ -154,7 +159,7 @@ class HostileMessages:
         msg.ClearField(field.name)
         if is_map(field):
             container = getattr(msg, field.name)
-            key_field, value_field = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
+            key_field, value_field = entry_fields(field)
             shape = rng.random()
             if shape < 0.25:  # very many keys
                 self.fill_many_keys(container, field, depth)
@@ -191,18 +196,32 @@ class HostileMessages:
         hostile = self.rng.random() < 0.3 if hostile is None else hostile
         if field.message_type is not None:
             samples = [self._plausible_value(field, depth + 1) for _ in range(8)]
-            if hostile:
-                samples[0] = self._hostile_value(field, depth + 1)
-            for i in range(DEEP_REPEATED):
+            if hostile:  # one, so that a huge hostile element is not repeated 2000 times
+                container.add().CopyFrom(self._hostile_value(field, depth + 1))
+            for i in range(DEEP_REPEATED - len(container)):
                 container.add().CopyFrom(samples[i % len(samples)])
         else:
             for i in range(DEEP_REPEATED):
                 container.append(self._hostile_scalar(field) if hostile and i % 97 == 0
                                  else self._scalar_plausible(field))
 
+    def fill_uniform(self, container, field: FieldDescriptor, depth: int = 0) -> None:
+        """DEEP_REPEATED copies of one sensible element (an enum: its first non-zero value),
+        the shape that passes validation that only looks at each element."""
+        if field.message_type is not None:
+            element = self._plausible_value(field, depth + 1)
+            for _ in range(DEEP_REPEATED):
+                container.add().CopyFrom(element)
+            return
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            element = min((v.number for v in field.enum_type.values if v.number > 0), default=0)
+        else:
+            element = self._scalar_plausible(field)
+        container.extend([element] * DEEP_REPEATED)
+
     def fill_many_keys(self, container, field: FieldDescriptor, depth: int = 0) -> None:
         """DEEP_MAP distinct keys with sensible values."""
-        key_field, value_field = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
+        key_field, value_field = entry_fields(field)
         for i in range(DEEP_MAP):
             self._put(container, self._distinct_key(key_field, i), value_field, self._plausible_value, depth)
 

@@ -20,6 +20,17 @@ SMALL_CHUNKS_ENV = {
 }
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the test process dies (Linux), so
+    that a test killed by a timeout leaves no server behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class ServedProcess:
     """One `python -m retrieval_svc.cli serve --data DIR --port 0 --metrics-port -1`."""
 
@@ -35,7 +46,8 @@ class ServedProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "retrieval_svc.cli", "serve", "--data", str(self.data),
                  "--port", "0", "--metrics-port", "-1"],
-                stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=REPO)
+                stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=REPO,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self.pid = self.proc.pid
         self.target = self._wait_ready(start_timeout)
 
@@ -80,10 +92,22 @@ class ServedProcess:
         return None
 
     def stacks(self) -> str:
-        """The thread stacks faulthandler wrote on SIGABRT, innermost frames first."""
+        """From the dump faulthandler wrote on SIGABRT: each thread's innermost frame
+        and the frames in this project or in grpc's server (a compact picture of where it hangs)."""
         text = self.log.read_text(errors="replace").split("--- start")[-1]
         start = text.find("Fatal Python error: Aborted")
-        return text[start:] if start >= 0 else ""
+        if start < 0:
+            return ""
+        out, first = [], False
+        for line in text[start:].splitlines():
+            if line.startswith(("Thread 0x", "Current thread")):
+                out.append(line.split(" (most recent")[0])
+                first = True
+            elif line.strip().startswith("File "):
+                if first or "retrieval_svc" in line or "grpc/_server" in line:
+                    out.append(line)
+                first = False
+        return "\n".join(out)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]

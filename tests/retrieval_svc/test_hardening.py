@@ -171,7 +171,9 @@ def hostile_target(start_server):
 
 
 @pytest.mark.parametrize("seconds, nanos", [(10**15, 0), (2**63 - 1, 0), (1_700_000_000, -1),
-                                            (1_700_000_000, 1_000_000_000), (-5, 0)])
+                                            (1_700_000_000, 1_000_000_000), (-5, 0),
+                                            # valid as a Timestamp, but a float of it rounds past the last one
+                                            (253_402_300_799, 999_999_999)])
 def test_6_out_of_range_timestamps_are_invalid_argument(hostile_target, seconds, nanos):
     _, client = hostile_target
     doc = pb.Document(doc_id="t", text="some text")
@@ -229,6 +231,8 @@ def test_6_malformed_bytes_to_health_and_reflection_are_invalid_argument(hostile
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     health = health_pb2_grpc.HealthStub(client.channel)
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+    statuses = health.List(health_pb2.HealthListRequest(), timeout=10).statuses
+    assert statuses["retrieval.v1.RetrievalService"].status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_6_info_lists_every_limit(hostile_target):
@@ -239,6 +243,18 @@ def test_6_info_lists_every_limit(hostile_target):
                  "server.max_message_bytes"):
         assert name in limits
     assert limits["limits.max_filter_clauses"] == server.app.settings.limits.max_filter_clauses
+
+
+def test_6_an_evaluation_names_each_stage_once(hostile_target):
+    from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
+
+    _, client = hostile_target
+    judged = [epb.Judgement(target_id="cooking-0", relevance=1)]
+    labeled = [epb.LabeledQuery(query_id="q", text="bread", judgements=judged)]
+    client.register_query_set(epb.RegisterQuerySetRequest(name="once", queries=labeled))
+    with pytest.raises(grpc.RpcError) as e:
+        client.evaluate(epb.EvaluateRequest(query_set="once", stages=[epb.EVAL_STAGE_DENSE] * 2000), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "once" in e.value.details()
 
 
 def test_6_query_set_count_is_bounded(start_server):

@@ -74,7 +74,7 @@ def test_prefixed_variables_without_a_section_are_not_settings():
         ({"server": {"metrics_port": -2}}, ["server.metrics_port"]),
         ({"server": {"metrics_port": 65536}}, ["server.metrics_port"]),
         ({"server": {"torch_threads": -1}}, ["server.torch_threads"]),
-        ({"server": {"max_workers": 65}}, ["server.max_workers", "admission.search_in_flight", "got 65"]),
+        ({"server": {"max_workers": 61}}, ["server.max_workers", "admission.search_in_flight", "got 61"]),
         ({"admission": {"search_queue": 100}}, ["server.max_workers", "admission.search_in_flight"]),
         ({"admission": {"search_in_flight": 0}}, ["admission.search_in_flight"]),
         ({"admission": {"write_in_flight": 0}}, ["admission.write_in_flight"]),
@@ -197,7 +197,7 @@ def test_to_json_holds_every_setting_with_sorted_keys():
     s = Settings().replace(evaluation={"query_sets": [{"name": "a", "path": "/a"}]})
     data = json.loads(s.to_json())
     assert s.to_json() == json.dumps(data, sort_keys=True)
-    assert data["admission"]["search_in_flight"] == 8 and data["evaluation"]["ks"] == [1, 5, 10]
+    assert data["admission"]["search_in_flight"] == 4 and data["evaluation"]["ks"] == [1, 5, 10]
     assert data["evaluation"]["query_sets"][0]["name"] == "a"
 
 

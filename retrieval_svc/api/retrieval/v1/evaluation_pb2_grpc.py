@@ -59,14 +59,20 @@ class EvaluationServiceServicer:
     def RegisterQuerySet(self, request, context):
         """Registers (or replaces) a labeled query set.
         Errors: INVALID_ARGUMENT (empty name, no queries, a query without text,
-        a judgement without target id or with negative relevance).
+        a judgement without target id or with negative relevance),
+        UNAUTHENTICATED (no valid API key), PERMISSION_DENIED (the key has no
+        admin role on the set's namespace, or on the namespace of the set it
+        would replace), ALREADY_EXISTS (the name belongs to a set of a namespace
+        the key cannot see; choose another name).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListQuerySets(self, request, context):
-        """Lists the registered sets (uploaded and configured).
+        """Lists the registered sets (uploaded and configured); with API keys, only
+        sets of namespaces the key has a read role on.
+        Errors: UNAUTHENTICATED (no valid API key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,7 +82,10 @@ class EvaluationServiceServicer:
         """Runs every query of a set through the search pipeline, once per stage.
         Errors: NOT_FOUND (unknown set or namespace), INVALID_ARGUMENT (a k out
         of 1..max_k, unknown stage), FAILED_PRECONDITION (rerank stage asked for
-        but no reranker is configured).
+        but no reranker is configured), UNAUTHENTICATED (no valid API key),
+        PERMISSION_DENIED (no admin role on the set's namespace or on the
+        search_template's), NOT_FOUND also for a set of a namespace the key has
+        no read role on (not told apart from a missing one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -103,6 +103,10 @@ class RetrievalServiceServicer:
         away; messages committed before stay committed.
         UNAVAILABLE       the server is shutting down; the status says how many
         documents of the stream were committed (resend the rest).
+        UNAUTHENTICATED   no valid API key (see the file comment).
+        PERMISSION_DENIED the key has no write role on a document's namespace;
+        the status names it (for a stream, also the message;
+        the messages before it stay committed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +127,8 @@ class RetrievalServiceServicer:
         Errors:
         INVALID_ARGUMENT  no doc_ids, or an empty doc_id.
         NOT_FOUND         the namespace does not exist.
+        UNAUTHENTICATED   no valid API key.
+        PERMISSION_DENIED the key has no write role on the namespace.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +150,9 @@ class RetrievalServiceServicer:
         at once, with a google.rpc.RetryInfo delay.
         DEADLINE_EXCEEDED the client's deadline passed; the work was dropped
         (checked before encoding and before re-ranking).
+        UNAUTHENTICATED   no valid API key.
+        PERMISSION_DENIED the key has no read role on the namespace (checked
+        before whether it exists).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,7 +162,8 @@ class RetrievalServiceServicer:
         """Searches a batch of queries; the queries share encoder and re-ranker
         batches. Results are in request order. Errors: as Search, for the first
         invalid query (the message gives its index); RESOURCE_EXHAUSTED when the
-        batch has more than max_batch_queries queries.
+        batch has more than max_batch_queries queries; PERMISSION_DENIED when the
+        key has no read role on any one query's namespace.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,7 +171,8 @@ class RetrievalServiceServicer:
 
     def GetChunk(self, request, context):
         """Returns one chunk. Errors: INVALID_ARGUMENT (empty chunk_id),
-        NOT_FOUND (no such chunk).
+        NOT_FOUND (no such chunk, or one in a namespace the key has no read role
+        on: the two are not told apart), UNAUTHENTICATED (no valid API key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,7 +181,8 @@ class RetrievalServiceServicer:
     def GetDocument(self, request, context):
         """Returns one document, optionally with its chunks in order.
         Errors: INVALID_ARGUMENT (empty doc_id), NOT_FOUND (no such namespace or
-        document).
+        document), UNAUTHENTICATED (no valid API key), PERMISSION_DENIED (no read
+        role on the namespace; checked before whether it exists).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,7 +191,9 @@ class RetrievalServiceServicer:
     def Info(self, request, context):
         """Describes the server: models, namespaces with their counts and index
         sizes, the index generation, the effective configuration and every
-        input limit.
+        input limit. With API keys: only the namespaces the key holds a role on,
+        and config_json only for an admin of every namespace (`admin:*`).
+        Errors: UNAUTHENTICATED (no valid API key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
