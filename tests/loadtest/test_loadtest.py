@@ -244,7 +244,9 @@ def test_server_deltas_by_code_and_overruns_when_exported():
 def test_run_against_a_real_server_counts_requests_and_codes(start_server, tmp_path, capsys):
     from corpus import topic_documents
 
-    server, client = start_server(server={"metrics_port": 0})
+    # Generous admission: this test checks the generator's counting, not the server's shedding.
+    server, client = start_server(server={"metrics_port": 0},
+                                  admission={"search_in_flight": 16, "queue_timeout_seconds": 10.0})
     client.ingest(topic_documents())
     queries = tmp_path / "queries.txt"
     # Every fourth query is over limits.max_query_chars (4096): INVALID_ARGUMENT.

@@ -123,7 +123,9 @@ def test_recency_decay_prefers_fresher_sources(start_server):
 
 
 def test_concurrent_searches_share_encoder_batches(start_server):
-    server, client = start_server(encoder={"max_wait_ms": 20.0}, server={"metrics_port": 0})
+    # All 12 run at once (admission would otherwise queue, or on a busy machine refuse, some).
+    server, client = start_server(encoder={"max_wait_ms": 20.0}, server={"metrics_port": 0},
+                                  admission={"search_in_flight": 12, "queue_timeout_seconds": 10.0})
     client.ingest(topic_documents())
     barrier = threading.Barrier(12)
     errors = []
