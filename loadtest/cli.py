@@ -1,8 +1,22 @@
-"""`python -m loadtest`: one open-loop Search run against a running server.
+"""`python -m loadtest`: one open-loop run against a running server, with an SLO verdict.
 
     python -m loadtest --target 127.0.0.1:50051 --queries /work/shared/data/scifact --split test \\
-        --rate 50 --duration 30 [--arrival poisson --seed 1] [--mix dense=1,bm25=1,hybrid=2] \\
-        [--deadline-ms 1000] [--metrics http://127.0.0.1:9464/metrics] [--json OUT]
+        --rate 50 --duration 30 [--arrival poisson --seed 1] [--mix dense=1,bm25=1,hybrid=2,batch=1] \\
+        [--deadline-ms 1000] [--metrics http://127.0.0.1:9464/metrics] [--json OUT] [--plot OUT.png] \\
+        [--slo-p99-ms 250 --slo-max-error-ratio 0.01 --slo-min-ndcg 0.6] [--find-capacity]
+
+Quality under load: with a BEIR folder and --split, every --quality-sample-th OK
+answer is scored (nDCG@10 at document level against qrels/SPLIT.tsv) and the
+mean is reported per interval and overall.
+
+SLO verdict: with any --slo-* option it prints PASS or FAIL with each
+criterion's measured value and threshold, and exits 0 on PASS, 1 on FAIL
+(2: usage error). Every request that did not end OK is an error, refusals
+(RESOURCE_EXHAUSTED, UNAVAILABLE) included.
+
+--find-capacity: steps of --duration s from --rate, doubling while a step meets
+the SLO (up to --max-rate), then bisecting (--bisect-steps); prints the highest
+rate that met it, with its verdict (FAIL when even --rate did not).
 """
 
 from __future__ import annotations
@@ -14,22 +28,31 @@ import os
 import sys
 from pathlib import Path
 
+from loadtest.capacity import CapacitySearch, DrainProbe, format_steps
 from loadtest.metrics import check_local
-from loadtest.queries import ModeMix, load_queries
+from loadtest.queries import MODES, LabeledQueries, ModeMix, load_labeled
+from loadtest.report import RunReport, format_report
 from loadtest.run import LoadSpec, measure
-from loadtest.schedule import ARRIVALS
+from loadtest.schedule import ARRIVALS, make_schedule
+from loadtest.slo import SLO, judge
 
 
 def add_load_args(p: argparse.ArgumentParser) -> None:
     """Options shared with the overload benchmark: what each request looks like."""
     p.add_argument("--queries", help="BEIR folder (queries.jsonl), queries.jsonl, or a text file with "
                    "one query per line; replayed in order, wrapping around")
-    p.add_argument("--split", help="BEIR only: keep the queries judged in qrels/SPLIT.tsv")
+    p.add_argument("--split", help="BEIR only: keep the queries judged in qrels/SPLIT.tsv (and, in "
+                   "python -m loadtest, measure nDCG@10 against them)")
     p.add_argument("--namespace", default="")
     p.add_argument("--k", type=int, default=10, help="hits per search (default 10)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="one mode for every request")
-    group.add_argument("--mix", help="weighted modes, e.g. dense=1,bm25=1,hybrid=2 (default hybrid)")
+    group.add_argument("--mode", choices=MODES, help="one kind for every request")
+    group.add_argument("--mix", help="weighted request kinds, e.g. dense=1,bm25=1,hybrid=2,rerank=1,batch=1 "
+                       "(default hybrid). dense/bm25/hybrid: one Search, re-ranking as the server is "
+                       "configured; rerank: hybrid Search with rerank=true (needs a re-ranker on the "
+                       "server, else FAILED_PRECONDITION, counted as an error); batch: one BatchSearch "
+                       "of --batch-size hybrid queries, counted as one request")
+    p.add_argument("--batch-size", type=int, default=8, help="queries per BatchSearch of the batch kind (default 8)")
     p.add_argument("--arrival", choices=sorted(ARRIVALS), default="constant")
     p.add_argument("--seed", type=int, default=0, help="Poisson arrivals' seed")
     p.add_argument("--deadline-ms", type=float, default=1000.0, help="deadline of every request (ms)")
@@ -43,11 +66,12 @@ def mix_of(args) -> ModeMix:
     return ModeMix.parse(args.mix or args.mode or "hybrid")
 
 
-def spec_of(args, target: str, texts: list[str], rate: float, duration: float, **overrides) -> LoadSpec:
+def spec_of(args, target: str, texts: list[str] | tuple[str, ...], rate: float, duration: float,
+            **overrides) -> LoadSpec:
     fields = dict(target=target, texts=tuple(texts), rate=rate, duration=duration, mix=mix_of(args),
                   arrival=args.arrival, seed=args.seed, deadline_s=args.deadline_ms / 1000,
                   namespace=args.namespace, k=args.k, channels=args.channels, interval=args.interval,
-                  max_lateness_s=args.max_lateness_ms / 1000)
+                  max_lateness_s=args.max_lateness_ms / 1000, batch_size=args.batch_size)
     fields.update(overrides)
     return LoadSpec(**fields)
 
@@ -64,12 +88,49 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default=os.environ.get("RETRIEVAL_SVC_TARGET"),
                    help="server HOST:PORT (default $RETRIEVAL_SVC_TARGET)")
-    p.add_argument("--rate", type=float, required=True, help="offered requests/s")
-    p.add_argument("--duration", type=float, required=True, help="seconds of sending")
+    p.add_argument("--rate", type=float, required=True,
+                   help="offered requests/s (with --find-capacity: the first step's)")
+    p.add_argument("--duration", type=float, required=True,
+                   help="seconds of sending (with --find-capacity: of each step)")
     p.add_argument("--metrics", help="the server's Prometheus URL on 127.0.0.1, scraped before and after")
-    p.add_argument("--json", dest="json_out", help="write the report as JSON here")
+    p.add_argument("--json", dest="json_out", help="write the report (and verdict) as JSON here")
+    p.add_argument("--plot", help="write a PNG here: per interval offered vs achieved rate, OK latency "
+                   "p50/p95/p99, refusals, nDCG@10 (with --find-capacity: of the step at capacity)")
+    p.add_argument("--quality-sample", type=int, default=10, metavar="N",
+                   help="with qrels (BEIR folder and --split): score every Nth OK answer (default 10)")
+    slo = p.add_argument_group("SLO (any of them turns the verdict on; exit 0 PASS, 1 FAIL)")
+    slo.add_argument("--slo-p99-ms", type=float, help="p99 of OK answers, from the intended send time, <= this")
+    slo.add_argument("--slo-max-error-ratio", type=float,
+                     help="share of requests not ending OK (refusals included) <= this, e.g. 0.01")
+    slo.add_argument("--slo-min-ndcg", type=float,
+                     help="mean sampled nDCG@10 >= this (needs a BEIR folder and --split)")
+    cap = p.add_argument_group("capacity search")
+    cap.add_argument("--find-capacity", action="store_true",
+                     help="step the rate up from --rate to the highest that meets the SLO")
+    cap.add_argument("--max-rate", type=float, default=2000.0, help="highest rate tried (default 2000)")
+    cap.add_argument("--bisect-steps", type=int, default=3, help="bisection steps after doubling (default 3)")
+    cap.add_argument("--drain-timeout", type=float, default=30.0,
+                     help="after a failed step, probe (5/s) at most this long, s, for 3 answers in a row "
+                          "OK within the SLO before the next step (default 30)")
     add_load_args(p)
     return p
+
+
+def _slo_of(args) -> SLO:
+    return SLO(p99_ms=args.slo_p99_ms, max_error_ratio=args.slo_max_error_ratio, min_ndcg=args.slo_min_ndcg)
+
+
+def _check(args, queries: LabeledQueries, slo: SLO) -> None:
+    if slo.min_ndcg is not None and queries.judgements is None:
+        raise ValueError("--slo-min-ndcg needs qrels: --queries a BEIR folder with --split SPLIT")
+    if args.find_capacity and slo.empty:
+        raise ValueError("--find-capacity needs an SLO: --slo-p99-ms, --slo-max-error-ratio and/or --slo-min-ndcg")
+    if args.quality_sample < 1:
+        raise ValueError(f"--quality-sample must be >= 1, got {args.quality_sample}")
+    if args.find_capacity and not args.drain_timeout > 0:
+        raise ValueError(f"--drain-timeout must be > 0 s, got {args.drain_timeout}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,15 +142,66 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--queries is required")
         if args.metrics:
             check_local(args.metrics)
-        texts = load_queries(args.queries, args.split)
-        spec = spec_of(args, args.target, texts, args.rate, args.duration)
+        slo = _slo_of(args)
+        queries = load_labeled(args.queries, args.split)
+        _check(args, queries, slo)
+        quality = dict(judgements=queries.judgements, quality_every=args.quality_sample)
+        if args.find_capacity:
+            return asyncio.run(_find_capacity(args, queries, slo, quality))
+        spec = spec_of(args, args.target, queries.texts, args.rate, args.duration, **quality)
         report = asyncio.run(measure(spec, args.metrics))
     except ValueError as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 2
-    from loadtest.report import format_report
-
     print(format_report(report))
+    _write_plot(args, report)
+    verdict = None if slo.empty else judge(report, slo)
     if args.json_out:
-        write_json(args.json_out, report.to_dict())
-    return 0
+        write_json(args.json_out, {**report.to_dict(), "slo": None if verdict is None else verdict.to_dict()})
+    if verdict is None:
+        return 0
+    print(verdict.format())
+    return 0 if verdict.passed else 1
+
+
+def _write_plot(args, report: RunReport, title: str = "") -> None:
+    if args.plot:
+        from loadtest.plot import write_plot
+
+        print(f"wrote {write_plot(report, args.plot, title)}")
+
+
+async def _find_capacity(args, queries: LabeledQueries, slo: SLO, quality: dict) -> int:
+    next_index = 0
+
+    def make_spec(rate: float, duration: float, prefix: str) -> LoadSpec:
+        # Each run continues through the query list where the last one stopped.
+        nonlocal next_index
+        spec = spec_of(args, args.target, queries.texts, rate, duration, first_index=next_index,
+                       request_prefix=prefix, **quality)
+        next_index += len(make_schedule(spec.arrival, rate, duration, spec.seed))
+        return spec
+
+    search = CapacitySearch(make_spec, slo, step_seconds=args.duration, start_rate=args.rate,
+                            max_rate=args.max_rate, bisect_steps=args.bisect_steps, metrics_url=args.metrics,
+                            drain=DrainProbe(timeout_s=args.drain_timeout))
+    capacity = await search.run()
+    print(format_steps(search.steps))
+    step = search.at(capacity) if capacity > 0 else search.steps[0]
+    assert step is not None  # every returned capacity was a measured step
+    print(format_report(step.report))
+    _write_plot(args, step.report, title=f"capacity {capacity:g} req/s: step at {step.rate:g} req/s")
+    passed = capacity > 0
+    if passed:
+        headline = f"capacity: {capacity:g} req/s, the highest stepped rate meeting the SLO ({slo.describe()})"
+    else:
+        headline = f"capacity: none; the first step, {step.rate:g} req/s, missed the SLO ({slo.describe()})"
+    print(headline)
+    print(f"SLO verdict: {'PASS' if passed else 'FAIL'} at {step.rate:g} req/s")
+    for criterion in step.verdict.criteria:
+        print(f"  {criterion.text()}")
+    if args.json_out:
+        write_json(args.json_out, {"capacity": capacity, "slo": slo.describe(),
+                                   "verdict": "PASS" if passed else "FAIL", "at": step.verdict.to_dict(),
+                                   "steps": [s.to_dict() for s in search.steps], "report": step.report.to_dict()})
+    return 0 if passed else 1

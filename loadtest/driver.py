@@ -8,7 +8,8 @@ generator, not the server, was the bottleneck.
 
 `run_open_loop` knows nothing about gRPC: it paces calls of an async
 ``call(i) -> status code name``. `SearchCaller` is that call for
-RetrievalService.Search over grpc.aio, with a deadline on every request.
+RetrievalService.Search (and BatchSearch) over grpc.aio, with a deadline on
+every request.
 """
 
 from __future__ import annotations
@@ -109,7 +110,11 @@ async def run_open_loop(
 
 # --- gRPC ------------------------------------------------------------------------------
 
-_MODES = {"dense": pb.SEARCH_MODE_DENSE, "bm25": pb.SEARCH_MODE_BM25, "hybrid": pb.SEARCH_MODE_HYBRID}
+_MODES = {"dense": pb.SEARCH_MODE_DENSE, "bm25": pb.SEARCH_MODE_BM25, "hybrid": pb.SEARCH_MODE_HYBRID,
+          "rerank": pb.SEARCH_MODE_HYBRID, "batch": pb.SEARCH_MODE_HYBRID}
+
+# (position of the query in the plan's texts, doc_ids of its hits in rank order), one per query.
+Answered = list[tuple[int, list[str]]]
 
 
 @contextlib.asynccontextmanager
@@ -136,39 +141,64 @@ async def open_channels(target: str, count: int = 1,
 
 
 class SearchCaller:
-    """call(i) -> status code name of one Search, request i of `plan`, with a deadline."""
+    """call(i) -> status code name of request i of `plan`, with a deadline: one Search for
+    dense/bm25/hybrid/rerank, one BatchSearch of `batch_size` queries for batch.
+
+    `on_ok(i, answered)` sees the hits of every OK answer (quality sampling)."""
 
     def __init__(self, channels: Sequence[grpc.aio.Channel], plan: RequestPlan, *, deadline_s: float,
-                 namespace: str = "", k: int = 10, request_prefix: str = "loadtest") -> None:
+                 namespace: str = "", k: int = 10, request_prefix: str = "loadtest", batch_size: int = 8,
+                 on_ok: Callable[[int, Answered], None] | None = None) -> None:
         if not deadline_s > 0:
             raise ValueError(f"deadline must be > 0 s, got {deadline_s}")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self._stubs = [rgrpc.RetrievalServiceStub(c) for c in channels]
         self.plan = plan
         self.deadline_s = deadline_s
         self.namespace = namespace
         self.k = k
         self.request_prefix = request_prefix
+        self.batch_size = batch_size
+        self.on_ok = on_ok
 
     def mode_of(self, i: int) -> str:
-        return self.plan(i)[1]
+        return self.plan.mode(i)
+
+    def _request(self, query_index: int, mode: str, request_id: str) -> pb.SearchRequest:
+        request = pb.SearchRequest(query=self.plan.texts[query_index], namespace=self.namespace, k=self.k,
+                                   mode=_MODES[mode], request_id=request_id)
+        if mode == "rerank":
+            request.rerank = True
+        return request
 
     async def __call__(self, i: int) -> str:
-        text, mode = self.plan(i)
-        request = pb.SearchRequest(query=text, namespace=self.namespace, k=self.k, mode=_MODES[mode],
-                                   request_id=f"{self.request_prefix}-{i}")
+        mode = self.plan.mode(i)
+        stub = self._stubs[i % len(self._stubs)]
+        request_id = f"{self.request_prefix}-{i}"
         try:
-            await self._stubs[i % len(self._stubs)].Search(request, timeout=self.deadline_s)
+            if mode == "batch":
+                indices = [self.plan.query_index(i, m) for m in range(self.batch_size)]
+                batch = pb.BatchSearchRequest(queries=[self._request(q, mode, f"{request_id}-{m}")
+                                                       for m, q in enumerate(indices)])
+                results = list((await stub.BatchSearch(batch, timeout=self.deadline_s)).results)
+            else:
+                indices = [self.plan.query_index(i)]
+                results = [await stub.Search(self._request(indices[0], mode, request_id), timeout=self.deadline_s)]
         except grpc.aio.AioRpcError as exc:
             return exc.code().name
+        if self.on_ok is not None:
+            self.on_ok(i, [(q, [hit.doc_id for hit in r.hits]) for q, r in zip(indices, results)])
         return "OK"
 
 
 async def drive_search(target: str, offsets: Sequence[float], plan: RequestPlan, *, deadline_s: float,
                        namespace: str = "", k: int = 10, channels: int = 1,
-                       request_prefix: str = "loadtest") -> list[Outcome]:
+                       request_prefix: str = "loadtest", batch_size: int = 8,
+                       on_ok: Callable[[int, Answered], None] | None = None) -> list[Outcome]:
     """Open-loop Search load against `target`; every call ends by its deadline, so the
     run ends at most deadline + 5 s after the last send."""
     async with open_channels(target, channels) as chans:
         caller = SearchCaller(chans, plan, deadline_s=deadline_s, namespace=namespace, k=k,
-                              request_prefix=request_prefix)
+                              request_prefix=request_prefix, batch_size=batch_size, on_ok=on_ok)
         return await run_open_loop(offsets, caller, label=caller.mode_of, wait_after_s=deadline_s + 5.0)

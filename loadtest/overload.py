@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import shlex
@@ -50,19 +49,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest import metrics
-from loadtest.cli import add_load_args, mix_of, spec_of, write_json
-from loadtest.driver import Outcome, SearchCaller, drive_search, open_channels, run_open_loop
+from loadtest.capacity import CapacitySearch, DrainProbe, Step, format_steps, log, probe_drain
+from loadtest.cli import add_load_args, spec_of, write_json
+from loadtest.driver import Outcome, drive_search, open_channels
 from loadtest.queries import RequestPlan, load_queries
 from loadtest.report import REFUSAL_CODES, RunReport, codes_text, format_report, markdown_table, ms, summarize
 from loadtest.run import LoadSpec, measure
-from loadtest.schedule import constant, make_schedule
+from loadtest.schedule import make_schedule
+from loadtest.slo import SLO
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BEIR = Path("/work/shared/data/scifact")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # --- the server -------------------------------------------------------------------------
@@ -178,34 +175,7 @@ async def namespace_size(target: str, namespace: str) -> tuple[int, int]:
     return 0, 0
 
 
-# --- capacity -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Step:
-    rate: float
-    report: RunReport
-    passed: bool
-    reason: str
-
-    def to_dict(self) -> dict:
-        o = self.report.overall
-        return {"rate": self.rate, "passed": self.passed, "reason": self.reason, "sent": o.offered,
-                "ok": o.ok, "achieved_rate": round(o.achieved_rate, 3), "error_ratio": round(o.error_ratio, 6),
-                "codes": dict(o.codes), "ok_latency": o.ok_latency.to_ms(), "send_lateness": o.lateness.to_ms()}
-
-
-def judge(report: RunReport, slo_s: float, max_error_ratio: float) -> tuple[bool, str]:
-    """Pass: OK p99 within the SLO and errors within the limit. A generator that fell
-    behind does not fail a step (its lateness is inside the latencies already, which
-    count from the intended send times) but is named in the reason."""
-    o = report.overall
-    behind = f"; generator behind, send lateness p99 {ms(o.lateness.p99)} ms" if report.generator_behind else ""
-    if o.error_ratio > max_error_ratio:
-        return False, f"errors {o.error_ratio:.1%} > {max_error_ratio:.1%} ({codes_text(o.codes)}){behind}"
-    if math.isnan(o.ok_latency.p99) or o.ok_latency.p99 > slo_s:
-        return False, f"OK p99 {ms(o.ok_latency.p99)} ms > SLO {slo_s * 1000:g} ms{behind}"
-    return True, f"OK p99 {ms(o.ok_latency.p99)} ms, errors {o.error_ratio:.1%}{behind}"
+# --- capacity ------------------------------------------------------------------------
 
 
 @dataclass
@@ -224,94 +194,24 @@ class Bench:
     def slo_s(self) -> float:
         return self.args.slo_ms / 1000
 
+    @property
+    def drain(self) -> DrainProbe:
+        a = self.args
+        return DrainProbe(rate=a.probe_rate, streak=a.probe_streak, timeout_s=a.drain_timeout)
+
     def spec(self, rate: float, duration: float, prefix: str) -> LoadSpec:
         spec = spec_of(self.args, self.target, self.texts, rate, duration, first_index=self.next_index,
                        request_prefix=prefix)
         self.next_index += len(make_schedule(spec.arrival, rate, duration, spec.seed))
         return spec
 
-    async def step(self, rate: float) -> Step:
-        report = await measure(self.spec(rate, self.args.step_seconds, f"capacity-{rate:g}"))
-        passed, reason = judge(report, self.slo_s, self.args.max_error_ratio)
-        step = Step(rate, report, passed, reason)
-        self.steps.append(step)
-        o = report.overall
-        log(f"step {rate:g} req/s: {'pass' if passed else 'FAIL'} ({reason}); OK/s {o.achieved_rate:.1f}, "
-            f"p50 {ms(o.ok_latency.p50)} ms, {codes_text(o.codes)}")
-        if not passed:
-            drained = await probe_drain(self, start_delay_s=0.0)
-            log(f"  server drained after {drained['drain_s']} s" if drained["drain_s"] is not None
-                else f"  server still slow after {self.args.drain_timeout:g} s of probing")
-        else:
-            await asyncio.sleep(1.0)
-        return step
-
     async def find_capacity(self) -> float:
-        """The highest stepped rate that passed: doubling from start_rate, then bisection."""
+        """The highest stepped rate that passed (`loadtest.capacity`)."""
         a = self.args
-        passed, failed = 0.0, None
-        rate = a.start_rate
-        while rate <= a.max_rate:
-            if (await self.step(rate)).passed:
-                passed, rate = rate, rate * 2
-            else:
-                failed = rate
-                break
-        if failed is None:
-            log(f"every rate up to --max-rate {a.max_rate:g} passed")
-            return passed
-        for _ in range(a.bisect_steps):
-            mid = round((passed + failed) / 2)
-            if mid <= passed or mid >= failed:
-                break
-            if (await self.step(mid)).passed:
-                passed = mid
-            else:
-                failed = mid
-        return passed
-
-
-# --- drain probe ----------------------------------------------------------------------
-
-
-async def probe_drain(bench: Bench, start_delay_s: float) -> dict:
-    """Probe Search at --probe-rate from `start_delay_s` on; drain_s = the intended send
-    time (from the probe's start) of the first of --probe-streak consecutive probes
-    answered OK within the SLO, None if none within --drain-timeout."""
-    a = bench.args
-    streak_needed = a.probe_streak
-    if start_delay_s > 0:
-        await asyncio.sleep(start_delay_s)
-    offsets = constant(a.probe_rate, a.drain_timeout)
-    plan = RequestPlan.build(bench.texts, mix_of(a), bench.next_index)
-    bench.next_index += len(offsets)
-    finished: dict[int, Outcome] = {}
-    found: list[int] = []
-
-    def good(o: Outcome) -> bool:
-        return o.code == "OK" and o.latency <= bench.slo_s
-
-    def on_outcome(o: Outcome) -> None:
-        finished[o.index] = o
-        if found:
-            return
-        # Look for `streak_needed` consecutive finished, good probes ending near o.
-        for first in range(max(0, o.index - streak_needed + 1), o.index + 1):
-            run = [finished.get(first + j) for j in range(streak_needed)]
-            if all(r is not None and good(r) for r in run):
-                found.append(first)
-                return
-
-    async with open_channels(bench.target) as channels:
-        caller = SearchCaller(channels, plan, deadline_s=a.deadline_ms / 1000, namespace=a.namespace,
-                              k=a.k, request_prefix="probe")
-        outcomes = await run_open_loop(offsets, caller, label=caller.mode_of, wait_after_s=a.deadline_ms / 1000,
-                                       on_outcome=on_outcome, stop=lambda: bool(found))
-    drain_s = offsets[min(found)] if found else None
-    return {"drain_s": None if drain_s is None else round(drain_s, 3), "probes": len(outcomes),
-            "probe_codes": dict(sorted({o.code: sum(1 for p in outcomes if p.code == o.code)
-                                        for o in outcomes}.items())),
-            "probe_rate": a.probe_rate, "streak": streak_needed}
+        search = CapacitySearch(self.spec, SLO(p99_ms=a.slo_ms, max_error_ratio=a.max_error_ratio),
+                                step_seconds=a.step_seconds, start_rate=a.start_rate, max_rate=a.max_rate,
+                                bisect_steps=a.bisect_steps, drain=self.drain, log=log, steps=self.steps)
+        return await search.run()
 
 
 # --- burst ----------------------------------------------------------------------------
@@ -328,8 +228,10 @@ async def burst(bench: Bench, rate: float) -> tuple[RunReport, dict, list[Outcom
     plan = RequestPlan.build(list(spec.texts), spec.mix, spec.first_index)
     outcomes, drain = await asyncio.gather(
         drive_search(spec.target, offsets, plan, deadline_s=spec.deadline_s, namespace=spec.namespace,
-                     k=spec.k, channels=spec.channels, request_prefix=spec.request_prefix),
-        probe_drain(bench, start_delay_s=spec.duration))
+                     k=spec.k, channels=spec.channels, request_prefix=spec.request_prefix,
+                     batch_size=spec.batch_size),
+        probe_drain(bench.spec(a.probe_rate, a.drain_timeout, "probe"), bench.drain, bench.slo_s,
+                    start_delay_s=spec.duration))
     server = None
     if url and before is not None:
         server = metrics.server_deltas(before, await asyncio.to_thread(metrics.scrape, url))
@@ -457,11 +359,7 @@ async def run_bench(args, target: str, metrics_url: str | None, texts: list[str]
                         args=args, at_once=at_once)
     if bench.steps:
         print("\nCapacity steps:")
-        print(markdown_table(
-            ["rate req/s", "verdict", "OK/s", "OK p50 ms", "OK p99 ms", "error %", "send late p99 ms"],
-            [[f"{s.rate:g}", "pass" if s.passed else f"fail: {s.reason}", f"{s.report.overall.achieved_rate:.1f}",
-              ms(s.report.overall.ok_latency.p50), ms(s.report.overall.ok_latency.p99),
-              f"{s.report.overall.error_ratio:.1%}", ms(s.report.overall.lateness.p99)] for s in bench.steps]))
+        print(format_steps(bench.steps))
     print("\nResults:")
     print(markdown_table(["", "value"], rows))
     return {"capacity": capacity, "steps": [s.to_dict() for s in bench.steps], "burst": report.to_dict(),

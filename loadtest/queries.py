@@ -1,8 +1,14 @@
-"""What each request asks: query texts replayed in order, and a search-mode mix.
+"""What each request asks: query texts replayed in order, and a request-kind mix.
 
 Request i carries query ``texts[i % len(texts)]`` (in file order, wrapping
-around) and mode ``mix.mode_of(i)``, so a run is reproducible and two runs at
-different rates send the same requests in the same order.
+around) and kind ``mix.cycle()[i % len(cycle)]``, so a run is reproducible and
+two runs at different rates send the same requests in the same order. A
+``batch`` request carries the next `batch_size` queries from its own position.
+
+Kinds (`MODES`): ``dense``, ``bm25``, ``hybrid`` (one Search in that mode,
+re-ranking left to the server's configuration); ``rerank`` (a hybrid Search
+with rerank=true: FAILED_PRECONDITION, an error, where the server has no
+re-ranker); ``batch`` (one BatchSearch of hybrid queries, one request).
 """
 
 from __future__ import annotations
@@ -11,8 +17,39 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-MODES = ("dense", "bm25", "hybrid")
+from retrieval_svc.evaluation.querysets import load_beir
+
+MODES = ("dense", "bm25", "hybrid", "rerank", "batch")
+
+Judgements = Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class LabeledQueries:
+    """Query texts, and where they came from a BEIR folder with a qrels split, each
+    query's judgements (doc_id -> graded relevance), in the same order."""
+
+    texts: tuple[str, ...]
+    judgements: tuple[Judgements, ...] | None = None
+
+
+def load_labeled(path: str | Path, split: str | None = None) -> LabeledQueries:
+    """`load_queries`, plus the judgements when `path` is a BEIR folder and `split` is given
+    (read by the evaluation service's own BEIR loader: the queries judged in
+    qrels/<split>.tsv, in queries.jsonl order)."""
+    path = Path(path)
+    if not (split and path.is_dir() and (path / "queries.jsonl").exists()):
+        return LabeledQueries(tuple(load_queries(path, split)))
+    try:
+        query_set = load_beir(path, split)
+    except FileNotFoundError as exc:
+        raise ValueError(f"queries: {exc}") from None
+    if not query_set.queries:
+        raise ValueError(f"queries: no queries in {path} (split {split!r})")
+    return LabeledQueries(tuple(q.text for q in query_set.queries),
+                          tuple(q.judgements for q in query_set.queries))
 
 
 def load_queries(path: str | Path, split: str | None = None) -> list[str]:
@@ -116,7 +153,7 @@ class ModeMix:
 
 @dataclass(frozen=True)
 class RequestPlan:
-    """Request i -> (query text, mode). `first_index` shifts the plan, so consecutive
+    """Request i -> (query text, kind). `first_index` shifts the plan, so consecutive
     runs can continue through the query list instead of replaying its start."""
 
     texts: tuple[str, ...]
@@ -130,5 +167,11 @@ class RequestPlan:
         return cls(tuple(texts), mix.cycle(), first_index)
 
     def __call__(self, i: int) -> tuple[str, str]:
-        j = i + self.first_index
-        return self.texts[j % len(self.texts)], self.modes[j % len(self.modes)]
+        return self.texts[self.query_index(i)], self.mode(i)
+
+    def query_index(self, i: int, offset: int = 0) -> int:
+        """Position in `texts` of request i's query (its offset-th, for a batch)."""
+        return (i + self.first_index + offset) % len(self.texts)
+
+    def mode(self, i: int) -> str:
+        return self.modes[(i + self.first_index) % len(self.modes)]

@@ -8,7 +8,9 @@ Per interval [t, t + interval) (the last ones, after the schedule, only hold ans
   counted from the intended send time;
 - status codes of the requests offered in it; refusals (RESOURCE_EXHAUSTED,
   UNAVAILABLE) with how fast they came back (a refusal should be at once);
-- how late the generator sent them (p99).
+- how late the generator sent them (p99);
+- with qrels, the mean nDCG@10 of the sampled OK answers to the requests
+  offered in it (`loadtest.quality`).
 
 Overall: offered/s = requests / nominal duration; OK/s = OK answers / (time
 from the start to the last answer, at least the nominal duration).
@@ -39,6 +41,8 @@ class WindowStats:
     ok_latency: LatencySummary
     refusal_latency: LatencySummary
     lateness: LatencySummary
+    ndcg_count: int = 0
+    ndcg_mean: float = math.nan  # mean nDCG@10 of the sampled answers; NaN without samples
 
     @property
     def ok(self) -> int:
@@ -62,13 +66,18 @@ class WindowStats:
             "refused": self.refused,
             "ok_latency": self.ok_latency.to_ms(), "refusal_latency": self.refusal_latency.to_ms(),
             "send_lateness": self.lateness.to_ms(),
+            "ndcg@10": {"count": self.ndcg_count,
+                        "mean": None if math.isnan(self.ndcg_mean) else round(self.ndcg_mean, 6)},
         }
 
 
 def window(outcomes: Sequence[Outcome], start: float, end: float, *, offered_span: float | None = None,
-           completed: Sequence[Outcome] | None = None) -> WindowStats:
-    """Stats of `outcomes` (those offered in the window) and of `completed` (those answered in it)."""
+           completed: Sequence[Outcome] | None = None,
+           ndcg: Mapping[int, Sequence[float]] | None = None) -> WindowStats:
+    """Stats of `outcomes` (those offered in the window) and of `completed` (those answered in it);
+    `ndcg`: request index -> nDCG@10 of its sampled queries."""
     span = end - start
+    samples = [v for o in outcomes for v in (ndcg or {}).get(o.index, ())]
     completed = outcomes if completed is None else completed
     ok = [o for o in outcomes if o.code == "OK"]
     refused = [o for o in outcomes if o.code in REFUSAL_CODES]
@@ -81,6 +90,7 @@ def window(outcomes: Sequence[Outcome], start: float, end: float, *, offered_spa
         ok_latency=LatencySummary.of([o.latency for o in ok]),
         refusal_latency=LatencySummary.of([o.latency for o in refused]),
         lateness=LatencySummary.of([o.lateness for o in outcomes]),
+        ndcg_count=len(samples), ndcg_mean=math.fsum(samples) / len(samples) if samples else math.nan,
     )
 
 
@@ -99,6 +109,7 @@ class RunReport:
     ok_latency_by_mode: Mapping[str, LatencySummary]
     max_lateness_s: float
     server: Mapping[str, Any] | None = field(default=None)
+    quality: bool = False  # nDCG@10 was sampled (the queries came with qrels)
 
     @property
     def generator_behind(self) -> bool:
@@ -111,7 +122,7 @@ class RunReport:
         return {
             "target": self.target, "arrival": self.arrival, "rate": self.rate,
             "duration_s": self.duration, "deadline_ms": round(self.deadline_s * 1000, 3),
-            "mix": self.mix, "generator_behind": self.generator_behind,
+            "mix": self.mix, "generator_behind": self.generator_behind, "quality_sampled": self.quality,
             "max_lateness_ms": round(self.max_lateness_s * 1000, 3),
             "overall": self.overall.to_dict(),
             "ok_latency_by_mode": {m: s.to_ms() for m, s in sorted(self.ok_latency_by_mode.items())},
@@ -122,7 +133,10 @@ class RunReport:
 
 def summarize(outcomes: Sequence[Outcome], *, target: str, arrival: str, rate: float, duration: float,
               deadline_s: float, mix: str, interval: float = 1.0, max_lateness_s: float = 0.010,
-              server: Mapping[str, Any] | None = None) -> RunReport:
+              server: Mapping[str, Any] | None = None,
+              ndcg: Mapping[int, Sequence[float]] | None = None) -> RunReport:
+    """Per-interval and overall stats; `ndcg` (request index -> sampled nDCG@10 values),
+    when given, marks the report as measuring quality."""
     if not interval > 0:
         raise ValueError(f"interval must be > 0 s, got {interval}")
     last = max((o.done for o in outcomes), default=0.0)
@@ -133,15 +147,15 @@ def summarize(outcomes: Sequence[Outcome], *, target: str, arrival: str, rate: f
     for o in outcomes:
         offered_in[min(int(o.intended / interval), count - 1)].append(o)
         done_in[min(int(o.done / interval), count - 1)].append(o)
-    intervals = tuple(window(offered_in[i], i * interval, (i + 1) * interval, completed=done_in[i])
+    intervals = tuple(window(offered_in[i], i * interval, (i + 1) * interval, completed=done_in[i], ndcg=ndcg)
                       for i in range(count))
-    overall = window(outcomes, 0.0, end, offered_span=duration)
+    overall = window(outcomes, 0.0, end, offered_span=duration, ndcg=ndcg)
     modes = sorted({o.mode for o in outcomes})
     by_mode = {m: LatencySummary.of([o.latency for o in outcomes if o.mode == m and o.code == "OK"])
                for m in modes}
     return RunReport(target=target, arrival=arrival, rate=rate, duration=duration, deadline_s=deadline_s,
                      mix=mix, overall=overall, intervals=intervals, ok_latency_by_mode=by_mode,
-                     max_lateness_s=max_lateness_s, server=server)
+                     max_lateness_s=max_lateness_s, server=server, quality=ndcg is not None)
 
 
 # --- text --------------------------------------------------------------------------------
@@ -162,18 +176,21 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
-def _row(label: str, w: WindowStats) -> list[str]:
-    return [label, f"{w.offered_rate:.1f}", f"{w.achieved_rate:.1f}", ms(w.ok_latency.p50),
-            ms(w.ok_latency.p95), ms(w.ok_latency.p99), ms(w.ok_latency.max),
-            f"{w.refused} ({ms(w.refusal_latency.p50)}/{ms(w.refusal_latency.p99)})",
-            ms(w.lateness.p99), codes_text(w.codes)]
+def _row(label: str, w: WindowStats, quality: bool) -> list[str]:
+    row = [label, f"{w.offered_rate:.1f}", f"{w.achieved_rate:.1f}", ms(w.ok_latency.p50),
+           ms(w.ok_latency.p95), ms(w.ok_latency.p99), ms(w.ok_latency.max),
+           f"{w.refused} ({ms(w.refusal_latency.p50)}/{ms(w.refusal_latency.p99)})",
+           ms(w.lateness.p99)]
+    if quality:
+        row.append("-" if not w.ndcg_count else f"{w.ndcg_mean:.3f} ({w.ndcg_count})")
+    return row + [codes_text(w.codes)]
 
 
 def format_report(report: RunReport) -> str:
     headers = ["t s", "offered/s", "OK/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-               "refused (p50/p99 ms)", "send late p99 ms", "codes"]
-    rows = [_row(f"{round(w.start, 2):g}-{round(w.end, 2):g}", w) for w in report.intervals]
-    rows.append(_row("all", report.overall))
+               "refused (p50/p99 ms)", "send late p99 ms"] + (["nDCG@10 (n)"] if report.quality else []) + ["codes"]
+    rows = [_row(f"{round(w.start, 2):g}-{round(w.end, 2):g}", w, report.quality) for w in report.intervals]
+    rows.append(_row("all", report.overall, report.quality))
     o = report.overall
     lines = [
         f"target {report.target}: {report.arrival} {report.rate:g} req/s for {report.duration:g} s, "

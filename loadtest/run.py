@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from loadtest import metrics
 from loadtest.driver import drive_search
-from loadtest.queries import ModeMix, RequestPlan
+from loadtest.quality import QualitySampler
+from loadtest.queries import Judgements, ModeMix, RequestPlan
 from loadtest.report import RunReport, summarize
 from loadtest.schedule import make_schedule
 
@@ -32,15 +33,22 @@ class LoadSpec:
     # First request index: lets consecutive runs continue through the query list.
     first_index: int = 0
     request_prefix: str = "loadtest"
+    batch_size: int = 8  # queries per BatchSearch (the "batch" kind)
+    # Judgements parallel to `texts` (BEIR with a qrels split): nDCG@10 of every
+    # `quality_every`-th OK answer is measured; None: no quality measured.
+    judgements: tuple[Judgements, ...] | None = None
+    quality_every: int = 10
 
 
 async def measure(spec: LoadSpec, metrics_url: str | None = None) -> RunReport:
     offsets = make_schedule(spec.arrival, spec.rate, spec.duration, spec.seed)
     plan = RequestPlan.build(list(spec.texts), spec.mix, spec.first_index)
+    sampler = None if spec.judgements is None else QualitySampler(spec.judgements, spec.quality_every)
     before = await _scrape(metrics_url)
     outcomes = await drive_search(spec.target, offsets, plan, deadline_s=spec.deadline_s,
                                   namespace=spec.namespace, k=spec.k, channels=spec.channels,
-                                  request_prefix=spec.request_prefix)
+                                  request_prefix=spec.request_prefix, batch_size=spec.batch_size,
+                                  on_ok=sampler)
     server = None
     if metrics_url:
         after = await _scrape(metrics_url)
@@ -50,7 +58,8 @@ async def measure(spec: LoadSpec, metrics_url: str | None = None) -> RunReport:
             server = {"error": before if isinstance(before, str) else after}
     return summarize(outcomes, target=spec.target, arrival=spec.arrival, rate=spec.rate,
                      duration=spec.duration, deadline_s=spec.deadline_s, mix=spec.mix.describe(),
-                     interval=spec.interval, max_lateness_s=spec.max_lateness_s, server=server)
+                     interval=spec.interval, max_lateness_s=spec.max_lateness_s, server=server,
+                     ndcg=None if sampler is None else sampler.scores)
 
 
 async def _scrape(url: str | None):

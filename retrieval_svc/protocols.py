@@ -8,7 +8,7 @@ pipeline (retrieval_svc.pipeline) wires them together.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -51,6 +51,17 @@ class VectorIndex(Protocol):
 
     def save(self, path: Path) -> None: ...
 
+    # Maintenance (a rebuild, training or compaction) that a Store runs beside the live
+    # index instead of inside a commit, when `maintain_inline` is False.
+    maintain_inline: bool
+
+    def maintenance_due(self) -> bool:
+        """Whether the index would now be rebuilt, trained or compacted."""
+
+    def maintenance_copy(self) -> Callable[[], "VectorIndex"]:
+        """Copy what a maintained replacement needs (cheap; under the caller's shared
+        lock); the returned function builds the replacement (slow; needs no lock)."""
+
 
 class LexicalIndex(Protocol):
     """An incrementally updated lexical (BM25) index over int64 keys."""
@@ -68,6 +79,17 @@ class LexicalIndex(Protocol):
     def keys(self) -> np.ndarray: ...
 
     def save(self, path: Path) -> None: ...
+
+    # Maintenance (a rebuild, training or compaction) that a Store runs beside the live
+    # index instead of inside a commit, when `maintain_inline` is False.
+    maintain_inline: bool
+
+    def maintenance_due(self) -> bool:
+        """Whether the index would now be rebuilt, trained or compacted."""
+
+    def maintenance_copy(self) -> Callable[[], "LexicalIndex"]:
+        """Copy what a maintained replacement needs (cheap; under the caller's shared
+        lock); the returned function builds the replacement (slow; needs no lock)."""
 
 
 class Fuser(Protocol):

@@ -316,7 +316,7 @@ class Store:
                 replaced += self._maintain_one(namespace, side, index)
         return replaced
 
-    def _maintain_one(self, namespace: str, side: str, index) -> int:
+    def _maintain_one(self, namespace: str, side: str, index: VectorIndex | LexicalIndex) -> int:
         started = time.perf_counter()
         with self._lock.read():
             pair = self._indexes.get(namespace)

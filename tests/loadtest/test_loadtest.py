@@ -1,5 +1,6 @@
 """The open-loop load generator: schedules, percentiles, pacing on a fake clock, reports,
-Prometheus deltas, and one short low-rate run against a real in-process server."""
+Prometheus deltas, SLO verdicts, the capacity search, and short low-rate runs against a
+real in-process server (verdicts both ways, nDCG under load, the plot)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 
 from loadtest import metrics
+from loadtest.capacity import search_rates
 from loadtest.cli import main as loadtest_main
 from loadtest.driver import Outcome, run_open_loop
-from loadtest.queries import ModeMix, RequestPlan, load_queries
+from loadtest.queries import ModeMix, RequestPlan, load_labeled, load_queries
 from loadtest.report import summarize
 from loadtest.schedule import constant, make_schedule, poisson
+from loadtest.slo import SLO, judge
 from loadtest.stats import LatencySummary, percentile
 
 # --- stats --------------------------------------------------------------------------------
@@ -84,6 +87,7 @@ def test_mode_mix_interleaves_exact_shares():
     assert [plan(i) for i in range(5)] == [("q0", cycle[0]), ("q1", cycle[1]), ("q2", cycle[2]),
                                            ("q0", cycle[3]), ("q1", cycle[0])]
     assert RequestPlan.build(["q0", "q1", "q2"], mix, first_index=4)(0) == ("q1", cycle[0])
+    assert RequestPlan.build(["q0"], ModeMix.parse("rerank=1,batch=1")).modes == ("rerank", "batch")
     for bad, message in (("sparse=1", "unknown mode"), ("dense=x", "whole number"), ("dense=0", "no mode")):
         with pytest.raises(ValueError, match=message):
             ModeMix.parse(bad)
@@ -273,3 +277,195 @@ def test_run_against_a_real_server_counts_requests_and_codes(start_server, tmp_p
     overruns = report["server"]["deadline_overruns"]
     assert overruns in (None, 0)  # None where the server does not export the counter
     assert f"retrieval_deadline_overruns_total: {'n/a' if overruns is None else 0}" in printed
+
+
+# --- SLO verdicts and the capacity search (no server) -------------------------------------
+
+
+def _report(codes: list[str], latency_s: float = 0.05, ndcg: dict | None = None):
+    outcomes = [Outcome(i, "hybrid", i * 0.1, i * 0.1, i * 0.1 + latency_s, code) for i, code in enumerate(codes)]
+    return summarize(outcomes, target="t", arrival="constant", rate=10, duration=len(codes) / 10,
+                     deadline_s=1.0, mix="hybrid", ndcg=ndcg)
+
+
+def test_judge_passes_and_fails_each_criterion():
+    report = _report(["OK"] * 9 + ["RESOURCE_EXHAUSTED"], ndcg={0: [0.5], 3: [0.7, 0.9]})
+    assert report.overall.ndcg_count == 3 and report.overall.ndcg_mean == pytest.approx(0.7)
+    verdict = judge(report, SLO(p99_ms=60, max_error_ratio=0.1, min_ndcg=0.7))
+    assert verdict.passed and verdict.word == "PASS"
+    assert [c.measured for c in verdict.criteria] == [pytest.approx(50), 0.1, pytest.approx(0.7)]
+    # The refusal counts as an error; a latency or quality just over the line fails.
+    for slo, failed in ((SLO(max_error_ratio=0.09), "error ratio"), (SLO(p99_ms=49.9), "OK p99 latency"),
+                        (SLO(min_ndcg=0.71), "mean ndcg@10 (n=3 sampled)")):
+        verdict = judge(report, slo)
+        assert not verdict.passed and [c.name for c in verdict.criteria if not c.passed] == [failed]
+        assert verdict.format().startswith("SLO verdict: FAIL\n  FAIL  ")
+    # Nothing to measure fails rather than passes.
+    empty = judge(_report(["UNAVAILABLE"] * 3), SLO(p99_ms=1e9, min_ndcg=0.0))
+    assert not empty.passed and [c.measured for c in empty.criteria] == [None, None]
+    with pytest.raises(ValueError, match="p99_ms must be >= 0"):
+        SLO(p99_ms=-1)
+
+
+def test_capacity_search_doubles_then_bisects():
+    tried = []
+
+    async def passes(rate: float) -> bool:
+        tried.append(rate)
+        return rate <= 37
+
+    assert asyncio.run(search_rates(passes, start_rate=5, max_rate=1000, bisect_steps=3)) == 35
+    assert tried == [5, 10, 20, 40, 30, 35, 38]
+    tried.clear()
+    assert asyncio.run(search_rates(passes, start_rate=50, max_rate=1000, bisect_steps=0)) == 0
+    assert asyncio.run(search_rates(passes, start_rate=4, max_rate=16, bisect_steps=3,
+                                    log=lambda message: None)) == 16
+
+
+def test_cli_usage_errors_exit_2(tmp_path, capsys):
+    text = tmp_path / "q.txt"
+    text.write_text("a query\n")
+    base = ["--target", "127.0.0.1:1", "--queries", str(text), "--rate", "1", "--duration", "1"]
+    assert loadtest_main(base + ["--slo-min-ndcg", "0.5"]) == 2
+    assert "needs qrels" in capsys.readouterr().err
+    assert loadtest_main(base + ["--find-capacity"]) == 2
+    assert "needs an SLO" in capsys.readouterr().err
+    assert loadtest_main(base + ["--slo-max-error-ratio", "-0.1"]) == 2
+    with pytest.raises(SystemExit) as exited:
+        loadtest_main(base + ["--mode", "sparse"])
+    assert exited.value.code == 2
+
+
+# --- against a real server: verdicts, quality under load, the plot ------------------------
+
+# A BEIR split over tests/retrieval_svc/corpus.topic_documents, graded. Each query also
+# judges documents of other topics that hybrid search (40 chunks, deduplicated: 10-12
+# documents) ranks 7th-9th, inside the cut-off, or 12th, outside it, so nDCG@10 is
+# neither 0 nor 1 and differs from nDCG@3 and from an uncut nDCG.
+QRELS = {
+    "q1": ("bread in a hot oven", {"cooking-0": 2, "cooking-1": 1, "music-1": 1}),
+    "q2": ("interest rates and inflation", {"finance-1": 2, "finance-0": 1, "cooking-0": 1}),
+    "q3": ("sails and wind in the harbour", {"sailing-0": 1, "music-1": 2, "medicine-0": 2}),
+    "q4": ("telescope galaxies and planets", {"astronomy-1": 1, "medicine-0": 1, "cooking-1": 0}),
+}
+
+
+def _topic_beir(folder, documents):
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": d.doc_id, "title": d.title, "text": d.text}) + "\n" for d in documents))
+    (folder / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": qid, "text": text}) + "\n" for qid, (text, _) in QRELS.items())
+        + json.dumps({"_id": "unjudged", "text": "not in the split"}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{qid}\t{doc}\t{grade}\n" for qid, (_, judged) in QRELS.items() for doc, grade in judged.items()))
+    return folder
+
+
+def _served_topics(start_server, tmp_path):
+    from corpus import topic_documents
+
+    documents = topic_documents()
+    server, client = start_server(admission={"search_in_flight": 16, "queue_timeout_seconds": 10.0})
+    client.ingest(documents)
+    return server, client, _topic_beir(tmp_path / "beir", documents)
+
+
+def test_load_labeled_carries_the_judgements(tmp_path):
+    from corpus import topic_documents
+
+    beir = _topic_beir(tmp_path / "beir", topic_documents())
+    labeled = load_labeled(beir, "test")
+    assert labeled.texts == tuple(text for text, _ in QRELS.values())
+    assert labeled.judgements == tuple(judged for _, judged in QRELS.values())
+    assert load_labeled(beir).judgements is None and len(load_labeled(beir).texts) == 5
+    with pytest.raises(ValueError, match="no qrels for split 'dev'"):
+        load_labeled(beir, "dev")
+
+
+def test_slo_verdict_both_ways_through_the_cli(start_server, tmp_path, capsys):
+    server, _, beir = _served_topics(start_server, tmp_path)
+    base = ["--target", f"127.0.0.1:{server.port}", "--queries", str(beir), "--split", "test",
+            "--rate", "8", "--duration", "1", "--deadline-ms", "5000", "--quality-sample", "1"]
+    plot, out = tmp_path / "plot" / "run.png", tmp_path / "run.json"
+
+    generous = ["--slo-p99-ms", "60000", "--slo-max-error-ratio", "0", "--slo-min-ndcg", "0.05"]
+    assert loadtest_main(base + generous + ["--plot", str(plot), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "SLO verdict: PASS" in printed and "FAIL" not in printed
+    assert "pass  OK p99 latency:" in printed and "(threshold <= 60000.000 ms)" in printed
+    report = json.loads(out.read_text())
+    assert report["slo"]["verdict"] == "PASS" and report["overall"]["codes"] == {"OK": 8}
+    data = plot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+    impossible = ["--slo-p99-ms", "0.001", "--slo-max-error-ratio", "1", "--slo-min-ndcg", "1.01"]
+    assert loadtest_main(base + impossible) == 1
+    printed = capsys.readouterr().out
+    assert "SLO verdict: FAIL" in printed
+    assert "FAIL  OK p99 latency:" in printed and "(threshold <= 0.001 ms)" in printed
+    assert "FAIL  mean ndcg@10 (n=8 sampled):" in printed and "(threshold >= 1.010)" in printed
+    assert "pass  error ratio: 0.00% (threshold <= 100.00%)" in printed
+
+    # No re-ranker on this server: rerank requests fail, and count against the error budget.
+    assert loadtest_main(base + ["--mode", "rerank", "--slo-max-error-ratio", "0.01", "--json", str(out)]) == 1
+    assert json.loads(out.read_text())["overall"]["codes"] == {"FAILED_PRECONDITION": 8}
+    assert "FAIL  error ratio: 100.00%" in capsys.readouterr().out
+
+    # --find-capacity: 2 and 4 req/s pass, 8 is past --max-rate; then an impossible SLO.
+    capacity = ["--rate", "2", "--duration", "0.5", "--max-rate", "5", "--json", str(out)]
+    assert loadtest_main(base + generous + ["--find-capacity"] + capacity) == 0
+    printed = capsys.readouterr().out
+    assert "capacity: 4 req/s" in printed and "SLO verdict: PASS at 4 req/s" in printed
+    assert [s["rate"] for s in json.loads(out.read_text())["steps"]] == [2, 4]
+    assert loadtest_main(base + impossible + ["--find-capacity", "--bisect-steps", "0", "--drain-timeout", "0.5"]
+                         + capacity) == 1
+    printed = capsys.readouterr().out
+    assert "capacity: none" in printed and "SLO verdict: FAIL at 2 req/s" in printed
+
+
+def _ndcg10(doc_ids: list[str], judged: dict[str, int]) -> float:
+    """trec_eval ndcg_cut_10 by hand: first occurrence of each document, rel_i / log2(i + 1),
+    ideal from every judgement of the query."""
+    ranked = list(dict.fromkeys(doc_ids))[:10]
+    dcg = sum(judged.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked))
+    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:10]
+    return dcg / sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+
+
+def test_ndcg_under_load_matches_a_direct_computation(start_server, tmp_path, capsys):
+    from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
+
+    server, client, beir = _served_topics(start_server, tmp_path)
+    direct = {}
+    for text, judged in QRELS.values():
+        hits = [h.doc_id for h in client.search(text, k=40, mode=pb.SEARCH_MODE_HYBRID).hits]
+        assert len(hits) > len(set(hits))  # several chunks of a document: deduplication matters
+        direct[text] = _ndcg10(hits, judged)
+    expected = sum(direct.values()) / len(direct)
+    assert 0.2 < expected < 0.99  # neither trivial
+
+    out = tmp_path / "run.json"
+    base = ["--target", f"127.0.0.1:{server.port}", "--queries", str(beir), "--split", "test", "--k", "40",
+            "--deadline-ms", "5000", "--json", str(out)]
+    # 8 hybrid requests: each of the 4 queries twice, every answer scored.
+    assert loadtest_main(base + ["--rate", "8", "--duration", "1", "--quality-sample", "1"]) == 0
+    report = json.loads(out.read_text())
+    assert report["overall"]["codes"] == {"OK": 8}
+    assert report["overall"]["ndcg@10"]["count"] == 8
+    assert report["overall"]["ndcg@10"]["mean"] == pytest.approx(expected, abs=1e-6)
+    windows = [w["ndcg@10"] for w in report["intervals"] if w["ndcg@10"]["count"]]
+    assert sum(w["count"] for w in windows) == 8
+    assert sum(w["mean"] * w["count"] for w in windows) / 8 == pytest.approx(expected, abs=1e-5)
+    assert "nDCG@10 (n)" in capsys.readouterr().out
+
+    # 4 BatchSearch requests of all 4 queries: one sample per query of a sampled answer.
+    assert loadtest_main(base + ["--mode", "batch", "--batch-size", "4", "--rate", "4", "--duration", "1",
+                                 "--quality-sample", "1"]) == 0
+    report = json.loads(out.read_text())
+    assert report["overall"]["codes"] == {"OK": 4} and report["overall"]["ndcg@10"]["count"] == 16
+    assert report["overall"]["ndcg@10"]["mean"] == pytest.approx(expected, abs=1e-6)
+
+    # Every 3rd OK answer: the 1st, 4th and 7th of 8.
+    assert loadtest_main(base + ["--rate", "8", "--duration", "1", "--quality-sample", "3"]) == 0
+    assert json.loads(out.read_text())["overall"]["ndcg@10"]["count"] == 3
