@@ -194,6 +194,8 @@ async def _find_capacity(args, queries: LabeledQueries, slo: SLO, quality: dict)
     passed = capacity > 0
     if passed:
         headline = f"capacity: {capacity:g} req/s, the highest stepped rate meeting the SLO ({slo.describe()})"
+        if all(s.passed for s in search.steps):
+            headline += f"; every step passed: at least this, raise --max-rate ({args.max_rate:g}) to look higher"
     else:
         headline = f"capacity: none; the first step, {step.rate:g} req/s, missed the SLO ({slo.describe()})"
     print(headline)

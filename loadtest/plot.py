@@ -21,7 +21,7 @@ def write_plot(report: RunReport, path: str | Path, title: str = "") -> Path:
     FigureCanvasAgg(figure)
     rate_ax, latency_ax, refused_ax, ndcg_ax = figure.subplots(4, 1, sharex=True)
 
-    rate_ax.plot(t, [w.offered_rate for w in windows], marker=".", label="offered")
+    rate_ax.plot(t, [w.offered_rate for w in windows], marker=".", linestyle="--", label="offered")
     rate_ax.plot(t, [w.achieved_rate for w in windows], marker=".", label="achieved (OK answers)")
     rate_ax.set_ylabel("requests/s")
     rate_ax.legend(loc="best")
@@ -49,6 +49,8 @@ def write_plot(report: RunReport, path: str | Path, title: str = "") -> Path:
     ndcg_ax.set_xlabel("s from the start (by intended send time; achieved by answer time)")
     for ax in (rate_ax, latency_ax, refused_ax, ndcg_ax):
         ax.grid(alpha=0.3)
+    for ax in (rate_ax, latency_ax, refused_ax):
+        ax.set_ylim(bottom=0)
     figure.suptitle(title or f"{report.target}: {report.arrival} {report.rate:g} req/s, mix {report.mix}")
     figure.savefig(out, format="png")
     return out

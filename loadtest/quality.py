@@ -20,7 +20,7 @@ from loadtest.driver import Answered
 from loadtest.queries import Judgements
 from retrieval_svc.evaluation.metrics import dedupe_by_document, evaluate_query, has_relevant
 
-METRIC = "map@10"
+METRIC = "ndcg@10"
 
 
 class QualitySampler:
