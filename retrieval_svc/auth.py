@@ -41,6 +41,8 @@ from pydantic import (
     AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator,
 )
 
+from retrieval_svc.settings import dotted_location
+
 log = logging.getLogger(__name__)
 
 Role = Literal["read", "write", "admin"]
@@ -161,9 +163,7 @@ class _KeysDocument(BaseModel):
 
 def _first_error(error: ValidationError) -> str:
     first = error.errors(include_url=False)[0]
-    where = ""
-    for part in first["loc"]:
-        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    where = dotted_location(first["loc"])
     cause = first.get("ctx", {}).get("error")
     message = str(cause) if cause is not None else first["msg"]
     if first["type"] == "extra_forbidden":
@@ -251,10 +251,14 @@ def load_keys(path: str | os.PathLike[str]) -> KeyRing:
         raise KeysFileError(f"{path}: {exc}") from None
 
 
-def _signature(path: Path) -> tuple[int, int, int]:
-    # stat() follows symlinks: a Kubernetes Secret update swaps the `..data` link, which
-    # changes the inode and mtime seen through the file's path.
-    st = path.stat()
+def file_signature(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of a file, None when it cannot be read: what changes when a file
+    is rewritten or replaced. stat() follows symlinks: a Kubernetes Secret update swaps the
+    `..data` link, which changes the inode and mtime seen through the file's path."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
@@ -274,10 +278,7 @@ class ReloadingKeyRing:
         self._checking = threading.Lock()
 
     def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            return _signature(self.path)
-        except OSError:
-            return None
+        return file_signature(self.path)
 
     def current(self) -> KeyRing:
         """The keys in force. One caller at a time checks the file; the others go on with
@@ -321,5 +322,5 @@ def key_entry_yaml(key_id: str, token: str, roles: Iterable[str]) -> str:
 
 __all__ = [
     "OPEN", "ROLES", "Grant", "KeyEntry", "KeyRing", "KeysFileError", "Principal", "ReloadingKeyRing",
-    "Role", "hash_token", "key_entry_yaml", "load_keys", "new_token",
+    "Role", "file_signature", "hash_token", "key_entry_yaml", "load_keys", "new_token",
 ]

@@ -12,6 +12,9 @@ from enum import Enum
 from typing import Mapping
 
 DEFAULT_NAMESPACE = "default"
+# google.protobuf.Timestamp's range, in POSIX seconds: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
 
 
 @dataclass(frozen=True)

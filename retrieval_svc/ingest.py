@@ -18,7 +18,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from chunkers.ids import chunk_id
-from retrieval_svc.domain import DEFAULT_NAMESPACE, Document, TextChunk, indexed_text
+from retrieval_svc.domain import (
+    DEFAULT_NAMESPACE, MAX_TIMESTAMP_SECONDS, Document, TextChunk, indexed_text,
+)
 from retrieval_svc.deadline import NO_DEADLINE, Deadline
 from retrieval_svc.errors import InvalidArgument, InvalidDocument, NotFound, ResourceExhausted
 from retrieval_svc.protocols import Chunker
@@ -47,10 +49,6 @@ def content_hash(doc: Document) -> str:
     for key in sorted(doc.metadata):
         h.update(f"{key}\x1e{doc.metadata[key]}\x1f".encode("utf-8"))
     return h.hexdigest()
-
-
-# Largest google.protobuf.Timestamp (9999-12-31T23:59:59Z), the API's upper bound for instants.
-MAX_TIMESTAMP_SECONDS = 253_402_300_799
 
 
 def validate_document(doc: Document, limits: LimitSettings, index: int) -> Document:

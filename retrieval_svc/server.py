@@ -34,14 +34,14 @@ from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.admission import Pool
 from retrieval_svc.app import App
-from retrieval_svc.auth import OPEN, KeysFileError, Principal, ReloadingKeyRing, Role
+from retrieval_svc.auth import OPEN, KeysFileError, Principal, ReloadingKeyRing, Role, file_signature
 from retrieval_svc.deadline import Deadline
-from retrieval_svc.domain import DEFAULT_NAMESPACE, Document, SearchMode
+from retrieval_svc.domain import DEFAULT_NAMESPACE, MAX_TIMESTAMP_SECONDS, Document, SearchMode
 from retrieval_svc.errors import (
     AlreadyExists, InvalidArgument, InvalidDocument, NotFound, PermissionDenied, ResourceExhausted,
     RetrievalError, StartupError, Unauthenticated, Unavailable,
 )
-from retrieval_svc.ingest import MAX_TIMESTAMP_SECONDS, NAME_PATTERN, IngestSummary, normalize_namespace
+from retrieval_svc.ingest import NAME_PATTERN, IngestSummary, normalize_namespace
 from retrieval_svc.pipeline import SearchOptions, SearchResult
 
 log = logging.getLogger(__name__)
@@ -477,7 +477,9 @@ class RetrievalServicer(_Servicer):
     service = RETRIEVAL_SERVICE
 
     def _ingest_batch(self, request: pb.IngestRequest, first_index: int, deadline: Deadline,
-                      rpc: str = "IngestBatch", principal: Principal = OPEN) -> IngestSummary:
+                      rpc: str = "IngestBatch",
+                      principal: Principal = OPEN) -> tuple[IngestSummary, pb.IngestSummary]:
+        """Commit one message's documents; the summary, and as the response message."""
         if request.on_invalid not in (pb.INVALID_DOCUMENT_POLICY_UNSPECIFIED,
                                       pb.INVALID_DOCUMENT_POLICY_REJECT, pb.INVALID_DOCUMENT_POLICY_SKIP):
             raise InvalidArgument(f"on_invalid {request.on_invalid} is not a known InvalidDocumentPolicy")
@@ -487,8 +489,9 @@ class RetrievalServicer(_Servicer):
         for ns in summary.new_chunk_lags.keys() | summary.embedded_by_namespace.keys():
             self.app.telemetry.observe_ingest(
                 ns, summary.embedded_by_namespace.get(ns, 0), summary.new_chunk_lags.get(ns, ()))
-        _audit_commit(rpc, principal, _document_namespaces(request), summary_to_pb(summary))
-        return summary
+        response = summary_to_pb(summary)
+        _audit_commit(rpc, principal, _document_namespaces(request), response)
+        return summary, response
 
     @_rpc("Ingest", pool="write")
     def Ingest(self, requests: Iterator, context, deadline: Deadline,
@@ -508,7 +511,7 @@ class RetrievalServicer(_Servicer):
                                       "again (re-sending committed documents embeds nothing)",
                                       retry_after_seconds=1.0)
                 _check_decoded(request, f"stream message {i}")
-                total.merge(self._ingest_batch(request, seen, deadline, "Ingest", principal))
+                total.merge(self._ingest_batch(request, seen, deadline, "Ingest", principal)[0])
             except RetrievalError as exc:
                 if not isinstance(exc, Unavailable):
                     exc.args = (f"{exc}; {committed()} before it",)
@@ -519,7 +522,7 @@ class RetrievalServicer(_Servicer):
     @_rpc("IngestBatch", pool="write")
     def IngestBatch(self, request, context, deadline: Deadline, principal: Principal = OPEN) -> pb.IngestSummary:
         _check_decoded(request)
-        return summary_to_pb(self._ingest_batch(request, 0, deadline, "IngestBatch", principal))
+        return self._ingest_batch(request, 0, deadline, "IngestBatch", principal)[1]
 
     @_rpc("DeleteDocuments", pool="write")
     def DeleteDocuments(self, request, context, deadline: Deadline,
@@ -752,14 +755,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _file_signature(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = Path(path).stat()  # follows symlinks, as a Kubernetes Secret mount needs
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
 class _CertificateFiles:
     """tls.cert_file, tls.key_file and tls.client_ca_file, as gRPC's dynamic server credentials
     want them: `fetch` is called at every new connection and returns a new configuration when a
@@ -776,7 +771,7 @@ class _CertificateFiles:
         self.config = self._load()
 
     def _stat(self) -> tuple:
-        return tuple(_file_signature(path) for path in self.files.values())
+        return tuple(file_signature(path) for path in self.files.values())
 
     def _load(self) -> grpc.ServerCertificateConfiguration:
         """The configuration from the files; StartupError naming the setting on a problem."""

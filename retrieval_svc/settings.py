@@ -435,8 +435,8 @@ def _first_error(error: ValidationError) -> str:
     loc, kind, ctx = first["loc"], first["type"], first.get("ctx", {})
     cause = ctx.get("error")
     if isinstance(cause, _Rule):
-        return f"{'.'.join(filter(None, (_dotted(loc), cause.key)))}: {cause}"
-    key = _dotted(loc)
+        return f"{'.'.join(filter(None, (dotted_location(loc), cause.key)))}: {cause}"
+    key = dotted_location(loc)
     if kind == "extra_forbidden":
         return f"unknown setting {key}; known: {', '.join(_known_keys(loc[:-1]))}"
     if kind == "missing":
@@ -452,8 +452,9 @@ def _first_error(error: ValidationError) -> str:
     return f"{key}: {rule}, got {first['input']!r}"
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    """('evaluation', 'query_sets', 0, 'level') -> 'evaluation.query_sets[0].level'."""
+def dotted_location(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a key: ('evaluation', 'query_sets', 0, 'level') ->
+    'evaluation.query_sets[0].level'."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
@@ -590,5 +591,6 @@ __all__ = [
     "StoreSettings",
     "TlsSettings",
     "default_encoder_model",
+    "dotted_location",
     "load_settings",
 ]

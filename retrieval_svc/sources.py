@@ -21,11 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from retrieval_svc.domain import Document
+from retrieval_svc.domain import MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS, Document
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
-# google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
-_TIMESTAMP_RANGE = (-62_135_596_800, 253_402_300_799)
 
 
 class SourceError(ValueError):
@@ -73,7 +71,7 @@ def _timestamp(value) -> float | None:
         seconds = parsed.timestamp()
     else:
         raise _Malformed("source_updated_at", "source_updated_at must be an ISO-8601 string or POSIX seconds")
-    if not (math.isfinite(seconds) and _TIMESTAMP_RANGE[0] <= seconds <= _TIMESTAMP_RANGE[1]):
+    if not (math.isfinite(seconds) and MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS):
         raise _Malformed("source_updated_at", f"source_updated_at {value!r} is not an instant in years 1..9999")
     return seconds
 
