@@ -6,7 +6,6 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -16,12 +15,14 @@ from retrieval_svc.ingest import Ingestor
 from retrieval_svc.pipeline import SearchPipeline
 from retrieval_svc.protocols import Encoder, Reranker
 from retrieval_svc.settings import Settings, default_encoder_model
-from retrieval_svc.store import Store
-from retrieval_svc.store.ledger import EncoderBinding
+from retrieval_svc.store import DocumentStore, EncoderBinding, open_store
 from retrieval_svc.store.engine import IndexFactories
 from retrieval_svc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+# Seconds between reads of stored evaluation results (shared stores).
+RESULT_SYNC_SECONDS = 30.0
 
 
 def index_factories(settings: Settings, dimension: int) -> IndexFactories:
@@ -78,7 +79,7 @@ class Components:
     telemetry: Telemetry
     encoder: Encoder
     reranker: Reranker | None
-    store: Store
+    store: DocumentStore
     ingestor: Ingestor
     pipeline: SearchPipeline
     encoder_batcher: DynamicBatcher
@@ -114,15 +115,16 @@ class App:
             on_batch=self.telemetry.batch_size.labels("encoder").observe,
         )
         ident = self.encoder.identity
-        self.store = Store(Path(settings.store.path), index_factories(settings, self.encoder.dimension),
-                           prepend_title=settings.chunker.prepend_title,
-                           encoder=EncoderBinding(ident.name, ident.revision, self.encoder.dimension))
+        self.store = open_store(settings, self.encoder.dimension,
+                                EncoderBinding(ident.name, ident.revision, self.encoder.dimension))
         # Set when shutdown begins: ingest streams end at their next message.
         self.stopping = threading.Event()
         from retrieval_svc.dense import resolve_backend
 
         backend, device = resolve_backend(settings.dense.backend, settings.dense.kind, settings.encoder.device)
-        self.dense_index_description = f"{settings.dense.kind}/{backend}/{device}"
+        self.dense_index_description = (
+            f"milvus/{settings.milvus.index_type}" if settings.store.backend == "milvus"
+            else f"{settings.dense.kind}/{backend}/{device}")
         self.telemetry.add_index_collector(self.store.stats)
         c = settings.chunker
         chunker = make_chunker(c.name, window_tokens=c.window_tokens, overlap_tokens=c.overlap_tokens)
@@ -147,7 +149,7 @@ class App:
             settings, self.store, self._embed_queries, self.encoder.identity, rerank_stage,
             self.reranker.identity if self.reranker else None, self.telemetry,
         )
-        self.evaluations = EvaluationRunner(self.pipeline, self.telemetry, settings)
+        self.evaluations = EvaluationRunner(self.pipeline, self.telemetry, settings, self.store)
         self._passage_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="passage-encoder")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -170,6 +172,8 @@ class App:
         self._spawn("index-maintenance", self._maintenance_loop)
         if self.settings.evaluation.query_sets and self.settings.evaluation.schedule_seconds > 0:
             self._spawn("evaluations", self._evaluation_loop)
+        if self.store.shared:
+            self._spawn("evaluation-results", self._result_loop)
 
     def _spawn(self, name: str, target) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -199,6 +203,17 @@ class App:
         while not self._stop.is_set():
             self.evaluations.run_configured()
             if self._stop.wait(interval):
+                break
+
+    def _result_loop(self) -> None:
+        """Over a shared store, export the results that `evaluate-scheduled` (or another
+        replica) stored, so every replica's /metrics carries the same quality figures."""
+        while True:
+            try:
+                self.evaluations.sync_exported()
+            except Exception:
+                log.exception("reading stored evaluation results failed; the gauges keep their values")
+            if self._stop.wait(RESULT_SYNC_SECONDS):
                 break
 
     def close(self) -> None:

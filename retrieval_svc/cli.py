@@ -81,8 +81,10 @@ def cmd_serve(args) -> int:
         print(f"retrieval-svc: cannot start: {exc}", file=sys.stderr)
         return 2
     log = logging.getLogger("retrieval_svc")
+    store = (f"milvus {settings.milvus.uri} ({settings.milvus.collection_prefix})"
+             if settings.store.backend == "milvus" else settings.store.path)
     log.info("serving retrieval.v1 on %s:%d (metrics on :%d, store %s)",
-             settings.server.host, server.port, server.metrics_port, settings.store.path)
+             settings.server.host, server.port, server.metrics_port, store)
     print(f"READY grpc={settings.server.host}:{server.port} metrics={server.metrics_port}", flush=True)
     stopped = threading.Event()
 
@@ -95,6 +97,41 @@ def cmd_serve(args) -> int:
     stopped.wait()
     server.stop()
     return 0
+
+
+def cmd_evaluate_scheduled(args) -> int:
+    """One round of the configured evaluations over a shared store, for a Kubernetes CronJob:
+    replicas then export the stored results, so it runs once, not once per replica."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from retrieval_svc.app import App
+    from retrieval_svc.errors import StartupError
+    from retrieval_svc.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"retrieval-svc: bad settings: {exc}", file=sys.stderr)
+        return 2
+    if settings.store.backend != "milvus":
+        print("retrieval-svc: evaluate-scheduled needs store.backend: milvus (a store replicas share); "
+              "an embedded server runs its own schedule (evaluation.schedule_seconds)", file=sys.stderr)
+        return 2
+    if not settings.evaluation.query_sets:
+        print("retrieval-svc: no evaluation.query_sets are configured: nothing to evaluate", file=sys.stderr)
+        return 2
+    try:
+        app = App(settings)
+    except StartupError as exc:
+        print(f"retrieval-svc: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        failed = app.evaluations.run_configured()
+    finally:
+        app.close()
+    names = [s.name for s in settings.evaluation.query_sets]
+    print(json.dumps({"evaluated": [n for n in names if n not in failed], "failed": failed}))
+    return 1 if failed else 0
 
 
 INGEST_DESCRIPTION = """\
@@ -337,12 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("RETRIEVAL_SVC_LOG_LEVEL", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the gRPC server (embedded FAISS + SQLite store)")
+    p = sub.add_parser("serve", help="run the gRPC server (store.backend: embedded FAISS + SQLite, or Milvus)")
     p.add_argument("--config", help="settings YAML (default: $RETRIEVAL_SVC_CONFIG)")
     p.add_argument("--port", type=int, help="gRPC port (overrides server.port)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port; -1 disables")
     p.add_argument("--data", help="store folder (overrides store.path)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "evaluate-scheduled",
+        help="evaluate the configured query sets once and store the results for every replica "
+             "(store.backend: milvus; a Kubernetes CronJob). Exit 0 all evaluated, 1 some failed, 2 bad setup")
+    p.add_argument("--config", help="settings YAML (default: $RETRIEVAL_SVC_CONFIG)")
+    p.set_defaults(func=cmd_evaluate_scheduled)
 
     def client_args(p):
         p.add_argument("--target", help=f"server address (default $RETRIEVAL_SVC_TARGET or {DEFAULT_TARGET})")

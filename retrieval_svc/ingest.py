@@ -25,7 +25,7 @@ from retrieval_svc.deadline import NO_DEADLINE, Deadline
 from retrieval_svc.errors import InvalidArgument, InvalidDocument, NotFound, ResourceExhausted
 from retrieval_svc.protocols import Chunker
 from retrieval_svc.settings import LimitSettings
-from retrieval_svc.store import NewChunk, Store
+from retrieval_svc.store.base import DocumentStore, NewChunk, StoreWriter
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 MAX_DOC_ID_CHARS = 512
@@ -167,7 +167,7 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 
 class Ingestor:
-    def __init__(self, store: Store, chunker: Chunker, embed_passages: EmbedFn,
+    def __init__(self, store: DocumentStore, chunker: Chunker, embed_passages: EmbedFn,
                  limits: LimitSettings, prepend_title: bool = False) -> None:
         self.store = store
         self.chunker = chunker
@@ -177,7 +177,8 @@ class Ingestor:
 
     def ingest(self, documents: Sequence[Document], first_index: int = 0, *,
                skip_invalid: bool = False, deadline: Deadline = NO_DEADLINE) -> IngestSummary:
-        """Validate, chunk, embed and commit one batch atomically.
+        """Validate, chunk, embed and commit one batch: atomically on the embedded
+        store (one transaction), document by document on Milvus (see store.base).
 
         An invalid document fails the whole batch (InvalidDocument), or with
         `skip_invalid` is left out and listed in the summary's `rejected`.
@@ -202,7 +203,8 @@ class Ingestor:
                 summary.rejected.append(
                     Rejection(exc.index, exc.doc_id, exc.field, exc.reason, str(exc)))
         latest = {(d.namespace, d.doc_id): d for d in valid}
-        plans = [self._plan(doc) for doc in latest.values()]
+        stored = _by_namespace(self.store.chunk_ids, latest)
+        plans = [self._plan(doc, stored.get(key, set())) for key, doc in latest.items()]
         pending = [(plan.doc.namespace, c) for plan in plans for c in plan.new_chunks()]
         deadline.check("embedding")
         vectors = self._embed([self._indexed(plan.doc, c) for plan in plans for c in plan.new_chunks()])
@@ -215,10 +217,11 @@ class Ingestor:
             return summary
         deadline.check("committing")
         now = time.time()
-        with self.store.commit() as commit:
+        with self.store.writer() as writer:
+            # Re-read in the commit: another stream may have changed the documents.
+            current = _by_namespace(writer.chunk_ids, latest)
             for plan in plans:
-                # Re-read under the write lock: another stream may have changed the document.
-                existing = self.store.ledger.doc_chunk_ids(plan.doc.namespace, plan.doc.doc_id)
+                existing = current.get((plan.doc.namespace, plan.doc.doc_id), set())
                 missing = [c for c in plan.chunks if c.chunk_id not in existing
                            and c.chunk_id not in embedded]
                 if missing:
@@ -227,7 +230,7 @@ class Ingestor:
                     summary.chunks_embedded += len(missing)
                     ns = plan.doc.namespace
                     summary.embedded_by_namespace[ns] = summary.embedded_by_namespace.get(ns, 0) + len(missing)
-                self._commit_document(commit, plan, existing, embedded, now, summary)
+                self._commit_document(writer, plan, existing, embedded, now, summary)
         summary.index_generation = self.store.generation
         return summary
 
@@ -239,7 +242,7 @@ class Ingestor:
             return np.zeros((0, 0), dtype=np.float32)
         return self.embed_passages(texts)
 
-    def _plan(self, doc: Document) -> "_Plan":
+    def _plan(self, doc: Document, existing: set[str]) -> "_Plan":
         # With titles in the index, the title is part of every chunk's identity.
         key = f"{doc.namespace}\x1f{doc.doc_id}"
         if self.prepend_title and doc.title:
@@ -249,48 +252,30 @@ class Ingestor:
             # A title-only document (blank text): its title is its one chunk's content.
             key = f"{doc.namespace}\x1f{doc.doc_id}\x1f{doc.title}"
             chunks = [TextChunk(chunk_id(key, ""), 0, "", 0, 0, len(doc.title.split()))]
-        existing = self.store.ledger.doc_chunk_ids(doc.namespace, doc.doc_id)
         return _Plan(doc, content_hash(doc), chunks, existing)
 
-    def _commit_document(self, commit, plan: "_Plan", existing: dict[str, int],
+    def _commit_document(self, writer: StoreWriter, plan: "_Plan", existing: set[str],
                          embedded: dict[str, np.ndarray], now: float,
                          summary: IngestSummary) -> None:
         doc = plan.doc
-        tx = commit.tx
-        stored = self.store.ledger.document(doc.namespace, doc.doc_id)
+        stored = writer.document(doc.namespace, doc.doc_id)
         source_time = doc.source_updated_at if doc.source_updated_at is not None else now
-        tx.ensure_namespace(doc.namespace, now)
         if stored is None:
             summary.documents_added += 1
         elif stored.content_hash == plan.content_hash:
             summary.documents_unchanged += 1
         else:
             summary.documents_updated += 1
-        new_ids = {c.chunk_id for c in plan.chunks}
-        removed = [key for chunk_id, key in existing.items() if chunk_id not in new_ids]
-        kept = [c for c in plan.chunks if c.chunk_id in existing]
-        added = [c for c in plan.chunks if c.chunk_id not in existing]
-        tx.delete_chunks(doc.namespace, removed)
-        tx.refresh_chunks(
-            [(existing[c.chunk_id], c.ordinal, c.start_char, c.end_char) for c in kept],
-            source_time, now,
-        )
-        new_rows = [NewChunk(c.chunk_id, c.ordinal, c.text, c.start_char, c.end_char,
-                             c.token_count, embedded[c.chunk_id]) for c in added]
-        keys = tx.insert_chunks(doc.namespace, doc.doc_id, new_rows, source_time, now)
-        first_indexed = stored.first_indexed_at if stored else now
-        tx.upsert_document(doc, source_time, plan.content_hash, first_indexed, now)
-        change = commit.change(doc.namespace)
-        change.removed.extend(removed)
-        change.added_keys.extend(keys)
-        change.added_texts.extend(indexed_text(doc.title, r.text, self.prepend_title) for r in new_rows)
-        change.added_vectors.extend(r.embedding for r in new_rows)
-        summary.chunks_added += len(added)
-        summary.chunks_unchanged += len(kept)
-        summary.chunks_removed += len(removed)
-        if added:
+        chunks = [NewChunk(c.chunk_id, c.ordinal, c.text, c.start_char, c.end_char, c.token_count,
+                           None if c.chunk_id in existing else embedded[c.chunk_id])
+                  for c in plan.chunks]
+        put = writer.put_document(doc, plan.content_hash, source_time, chunks, now)
+        summary.chunks_added += put.added
+        summary.chunks_unchanged += put.kept
+        summary.chunks_removed += put.removed
+        if put.added:
             summary.new_chunk_lags.setdefault(doc.namespace, []).extend(
-                [max(0.0, now - source_time)] * len(added))
+                [max(0.0, now - source_time)] * put.added)
 
     def delete(self, namespace: str, doc_ids: Sequence[str]) -> DeleteSummary:
         namespace = normalize_namespace(namespace)
@@ -301,18 +286,28 @@ class Ingestor:
         if not self.store.has_namespace(namespace):
             raise NotFound(f"namespace {namespace!r} does not exist")
         deleted, removed_count, not_found = 0, 0, []
-        with self.store.commit() as commit:
+        with self.store.writer() as writer:
             for doc_id in dict.fromkeys(doc_ids):
-                if self.store.ledger.document(namespace, doc_id) is None:
+                removed = writer.delete_document(namespace, doc_id)
+                if removed is None:
                     not_found.append(doc_id)
                     continue
-                keys = list(self.store.ledger.doc_chunk_ids(namespace, doc_id).values())
-                commit.tx.delete_chunks(namespace, keys)
-                commit.tx.delete_document(namespace, doc_id)
-                commit.change(namespace).removed.extend(keys)
                 deleted += 1
-                removed_count += len(keys)
+                removed_count += removed
         return DeleteSummary(deleted, removed_count, tuple(not_found), self.store.generation)
+
+
+def _by_namespace(lookup: Callable[[str, Sequence[str]], dict[str, set[str]]],
+                  docs: dict[tuple[str, str], Document]) -> dict[tuple[str, str], set[str]]:
+    """lookup(namespace, doc_ids) once per namespace, keyed by (namespace, doc_id)."""
+    by_namespace: dict[str, list[str]] = {}
+    for namespace, doc_id in docs:
+        by_namespace.setdefault(namespace, []).append(doc_id)
+    out = {}
+    for namespace, doc_ids in by_namespace.items():
+        for doc_id, ids in lookup(namespace, doc_ids).items():
+            out[(namespace, doc_id)] = ids
+    return out
 
 
 @dataclass(frozen=True)
@@ -320,7 +315,7 @@ class _Plan:
     doc: Document
     content_hash: str
     chunks: list[TextChunk]
-    existing: dict[str, int]  # chunk_id -> key when planned
+    existing: set[str]  # chunk ids when planned
 
     def new_chunks(self) -> list[TextChunk]:
         """Chunks the document did not have when planned: the ones to embed."""

@@ -25,7 +25,7 @@ from retrieval_svc.fusion import make_fuser
 from retrieval_svc.ingest import NAME_PATTERN, normalize_namespace
 from retrieval_svc.rerank import RerankStage
 from retrieval_svc.settings import Settings
-from retrieval_svc.store import Store
+from retrieval_svc.store.base import DocumentMeta, DocumentStore, SearchFilter
 from retrieval_svc.telemetry import Telemetry
 
 FUSION_METHODS = ("rrf", "minmax", "zscore")
@@ -114,7 +114,7 @@ class _Work:
     bm25: list[Candidate] = field(default_factory=list)
     fused: list[FusedCandidate] = field(default_factory=list)
     chunks: dict[int, Chunk] = field(default_factory=dict)
-    docs: dict[str, tuple] = field(default_factory=dict)
+    docs: dict[str, DocumentMeta] = field(default_factory=dict)
     generation: int = 0
     order: list[tuple[int, float]] = field(default_factory=list)
     rerank_scores: dict[int, StageScore] = field(default_factory=dict)
@@ -125,7 +125,7 @@ class SearchPipeline:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: DocumentStore,
         embed_queries: Callable[[Sequence[str]], np.ndarray],
         encoder_identity: ModelIdentity,
         rerank_stage: RerankStage | None = None,
@@ -297,24 +297,18 @@ class SearchPipeline:
     def _retrieve(self, w: _Work) -> None:
         q = w.q
         now = time.time()
-        with self.store.reader() as indexes:
-            w.generation = self.store.generation
-            pair = indexes.get(q.namespace)
-            if pair is None:
-                return
-            allowed = None
-            if q.filters or q.max_age_seconds:
-                min_time = now - q.max_age_seconds if q.max_age_seconds else None
-                allowed = self.store.ledger.allowed_keys(q.namespace, q.filters, min_time)
+        where = SearchFilter.of(q.filters, now - q.max_age_seconds if q.max_age_seconds else None)
+        with self.store.reader() as reader:
+            w.generation = reader.generation
             if q.mode != SearchMode.BM25:
                 t = time.perf_counter()
                 if w.vector is None:
                     raise RuntimeError("dense retrieval before the query was encoded")
-                w.dense = pair.dense.search(w.vector[None, :], q.dense_candidates, allowed)[0]
+                w.dense = reader.dense(q.namespace, w.vector, q.dense_candidates, where)
                 w.timings["dense"] = time.perf_counter() - t
             if q.mode != SearchMode.DENSE:
                 t = time.perf_counter()
-                w.bm25 = pair.lexical.search(q.query, q.bm25_candidates, allowed)
+                w.bm25 = reader.lexical(q.namespace, q.query, q.bm25_candidates, where)
                 w.timings["bm25"] = time.perf_counter() - t
             t = time.perf_counter()
             w.fused = self._fuse(w)
@@ -324,11 +318,7 @@ class SearchPipeline:
             # can promote any candidate, so it needs them all.
             needed = len(w.fused) if q.recency_weight else max(q.k, q.rerank_top_n if q.rerank else 0)
             w.fused = w.fused[:needed]
-            keys = [c.key for c in w.fused]
-            w.chunks = self.store.ledger.chunks_by_key(keys)
-            w.docs = self.store.ledger.documents_meta(
-                q.namespace, [c.doc_id for c in w.chunks.values()]
-            )
+            w.chunks, w.docs = reader.hydrate(q.namespace, [c.key for c in w.fused])
             w.timings["hydrate"] = time.perf_counter() - t
         w.fused = [c for c in w.fused if c.key in w.chunks]
         if q.recency_weight and q.recency_half_life_seconds:  # resolve() checked both
@@ -368,10 +358,10 @@ class SearchPipeline:
         for rank, (key, score) in enumerate(w.order[: q.k], start=1):
             chunk = w.chunks[key]
             fused_rank, fused = fused_by_key[key]
-            title, metadata, uri = w.docs.get(chunk.doc_id, ("", {}, ""))
+            doc = w.docs.get(chunk.doc_id, _NO_DOCUMENT)
             hits.append(
                 SearchHit(
-                    chunk=chunk, title=title, metadata=metadata, source_uri=uri,
+                    chunk=chunk, title=doc.title, metadata=doc.metadata, source_uri=doc.source_uri,
                     score=float(score), rank=rank,
                     dense=fused.sources.get("dense"), bm25=fused.sources.get("bm25"),
                     fused=StageScore(fused_rank, fused.score) if q.mode == SearchMode.HYBRID else None,
@@ -389,6 +379,9 @@ class SearchPipeline:
             rerank_fallback_reason=w.fallback_reason, timings=w.timings, models=self.models,
             index_generation=w.generation,
         )
+
+
+_NO_DOCUMENT = DocumentMeta("", {}, "")
 
 
 def _single(name: str, candidates: Sequence[Candidate]) -> list[FusedCandidate]:

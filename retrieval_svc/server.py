@@ -568,7 +568,7 @@ class RetrievalServicer(_Servicer):
         _check_decoded(request)
         if not request.chunk_id:
             raise InvalidArgument("chunk_id is required")
-        chunk = self.app.store.ledger.chunk(request.chunk_id)
+        chunk = self.app.store.chunk(request.chunk_id)
         # Another tenant's chunk is answered as a missing one, so its existence does not show.
         if chunk is None or not principal.allows("read", chunk.namespace):
             raise NotFound(f"chunk {request.chunk_id!r} does not exist")
@@ -580,17 +580,17 @@ class RetrievalServicer(_Servicer):
         if not request.doc_id:
             raise InvalidArgument("doc_id is required")
         namespace = normalize_namespace(request.namespace)
-        ledger = self.app.store.ledger
-        if not self.app.store.has_namespace(namespace):
+        store = self.app.store
+        if not store.has_namespace(namespace):
             raise NotFound(f"namespace {namespace!r} does not exist")
-        stored = ledger.document(namespace, request.doc_id)
+        stored = store.document(namespace, request.doc_id)
         if stored is None:
             raise NotFound(f"document {request.doc_id!r} does not exist in namespace {namespace!r}")
         d = stored.document
         doc = pb.Document(namespace=d.namespace, doc_id=d.doc_id, title=d.title, text=d.text,
                           metadata=d.metadata, source_uri=d.source_uri)
         _stamp(doc.source_updated_at, d.source_updated_at)
-        chunks = ledger.doc_chunks(namespace, request.doc_id)
+        chunks = store.doc_chunks(namespace, request.doc_id)
         resp = pb.GetDocumentResponse(document=doc, chunk_count=len(chunks),
                                       content_hash=stored.content_hash)
         _stamp(resp.first_indexed_at, stored.first_indexed_at)

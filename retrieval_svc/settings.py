@@ -102,12 +102,40 @@ class ServerSettings(_Section):
 
 
 class StoreSettings(_Section):
-    # Folder holding the SQLite ledger and the index snapshots.
+    # embedded: the SQLite ledger and FAISS + BM25 indexes in `path`, one server per folder.
+    # milvus: everything in Milvus (section `milvus`); no local state, any number of replicas.
+    backend: Literal["embedded", "milvus"] = "embedded"
+    # Folder holding the SQLite ledger and the index snapshots (embedded).
     path: Text = "var/retrieval-svc"
     # Index snapshots are written when this many seconds passed since the last
     # one and something changed, and on shutdown. The ledger is always durable;
     # a stale snapshot is caught up from the ledger at start (no re-embedding).
     snapshot_interval_seconds: PositiveFloat = 30.0
+
+
+class MilvusSettings(_Section):
+    """The Milvus store (store.backend = milvus; docs/scale-out.md)."""
+
+    # A Milvus server (http://host:19530) or a Milvus Lite file (a path ending in .db).
+    uri: Text = ""
+    # "user:password" or an API key; prefer RETRIEVAL_SVC_MILVUS__TOKEN to the file.
+    token: Text = ""
+    database: Text = ""  # "" = the server's default database
+    # Collections are <prefix>_chunks, <prefix>_documents and <prefix>_meta.
+    collection_prefix: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")] = "retrieval_svc"
+    # Dense index: AUTOINDEX, FLAT, HNSW, IVF_FLAT, ... with its build params; metric is IP.
+    index_type: Text = "AUTOINDEX"
+    index_params: dict[str, Any] = Field(default_factory=dict, strict=False)
+    # BM25 in Milvus (a BM25 function over a sparse field; Milvus >= 2.5). false for older
+    # servers: bm25 and hybrid searches are then refused with FAILED_PRECONDITION.
+    lexical: bool = True
+    # Flush after each write: needed by Milvus Lite to see its writes; "auto" = only for Lite.
+    flush: Literal["auto", "always", "never"] = "auto"
+    timeout_seconds: PositiveFloat = 10.0
+
+    @property
+    def is_lite(self) -> bool:
+        return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
 
 
 class LimitSettings(_Section):
@@ -353,6 +381,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
+    milvus: MilvusSettings = MilvusSettings()
     limits: LimitSettings = LimitSettings()
     chunker: ChunkerSettings = ChunkerSettings()
     encoder: EncoderSettings = EncoderSettings()
@@ -382,6 +411,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _milvus_configured(self) -> Settings:
+        if self.store.backend == "milvus" and not self.milvus.uri:
+            raise _Rule("milvus.uri", "is required with store.backend: milvus (a server URL or a "
+                        "Milvus Lite .db file)")
+        return self
+
+    @model_validator(mode="after")
     def _workers_cover_admission(self) -> Settings:
         a = self.admission
         needed = a.search_in_flight + a.search_queue + a.write_in_flight + a.write_queue + RESERVED_WORKERS
@@ -394,7 +430,11 @@ class Settings(BaseSettings):
         return self
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """The settings as JSON, secrets (milvus.token) masked."""
+        data = self.model_dump(mode="json")
+        if data["milvus"]["token"]:
+            data["milvus"]["token"] = "***"
+        return json.dumps(data, sort_keys=True)
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some fields of some sections changed: replace(search={"fusion": "zscore"})."""

@@ -29,3 +29,6 @@ FIND_LINKS=()
 [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
 .venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" "torch==2.13.0"
 .venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" -e ".[dev]"
+
+# helm (.venv/bin/helm) and checkov (.venv-checkov) for the Helm chart's tests (tests/helm).
+bash scripts/tools.sh

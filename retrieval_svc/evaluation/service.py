@@ -10,7 +10,6 @@ loaded from their files when first used.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import threading
@@ -29,6 +28,7 @@ from retrieval_svc.evaluation.querysets import (
 from retrieval_svc.evaluation.stats import summarize
 from retrieval_svc.pipeline import SearchOptions, SearchPipeline
 from retrieval_svc.settings import QuerySetSettings, Settings
+from retrieval_svc.store.base import DocumentStore
 from retrieval_svc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ _STAGE_PB = {"dense": epb.EVAL_STAGE_DENSE, "bm25": epb.EVAL_STAGE_BM25,
              "fused": epb.EVAL_STAGE_FUSED, "reranked": epb.EVAL_STAGE_RERANKED}
 _PB_STAGE = {v: k for k, v in _STAGE_PB.items()}
 _LEVEL_PB = {"document": epb.JUDGEMENT_LEVEL_DOCUMENT, "chunk": epb.JUDGEMENT_LEVEL_CHUNK}
+QUERY_SET_RECORDS = "query_sets"  # the embedded store's <store>/query_sets/<name>.json
+RESULT_RECORDS = "evaluation_results"
+REFRESH_SECONDS = 5.0
 _SET_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 CUT_METRICS = ("precision", "recall", "ndcg", "mrr", "hit_rate")
 
@@ -53,30 +56,40 @@ def metric_names(ks: Sequence[int]) -> list[str]:
 
 
 class EvaluationRunner:
-    def __init__(self, pipeline: SearchPipeline, telemetry: Telemetry, settings: Settings) -> None:
+    def __init__(self, pipeline: SearchPipeline, telemetry: Telemetry, settings: Settings,
+                 store: DocumentStore) -> None:
         self.pipeline = pipeline
         self.telemetry = telemetry
         self.settings = settings
+        # Uploaded query sets and exported results are store records, so every replica
+        # over a shared store (Milvus) sees the same sets and exports the same figures.
+        self.store = store
         self._lock = threading.Lock()
         self._sets: dict[str, QuerySet] = {}
         self._configured: dict[str, QuerySetSettings] = {s.name: s for s in settings.evaluation.query_sets}
         self._last_run: dict[str, float] = {}
-        self._folder = Path(settings.store.path) / "query_sets"
+        self._exported: dict[str, float] = {}  # set -> finished_at of the result in the gauges
+        self._loaded_at = 0.0
         self._load_uploaded()
 
     # --- registry -------------------------------------------------------------
 
     def _load_uploaded(self) -> None:
-        if not self._folder.exists():
-            return
-        for path in sorted(self._folder.glob("*.json")):
+        self._loaded_at = time.monotonic()
+        for name, data in self.store.records(QUERY_SET_RECORDS).items():
             try:
-                data = json.loads(path.read_text())
                 queries = tuple(LabeledQuery(q["query_id"], q["text"], q["judgements"]) for q in data["queries"])
-                self._sets[data["name"]] = QuerySet(data["name"], data["namespace"], data["level"],
-                                                    queries, "upload")
-            except (OSError, ValueError, KeyError) as exc:
-                log.error("query set file %s unreadable: %s", path, exc)
+                query_set = QuerySet(data["name"], data["namespace"], data["level"], queries, "upload")
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("query set record %r unreadable: %s", name, exc)
+                continue
+            with self._lock:
+                self._sets[query_set.name] = query_set
+
+    def _refresh(self) -> None:
+        """On a shared store, read sets other replicas registered (at most every REFRESH_SECONDS)."""
+        if self.store.shared and time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+            self._load_uploaded()
 
     def register(self, query_set: QuerySet) -> QuerySet:
         if not _SET_NAME.match(query_set.name or ""):
@@ -106,18 +119,16 @@ class EvaluationRunner:
             validate_query_set(query_set)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
-        self._folder.mkdir(parents=True, exist_ok=True)
         payload = {"name": query_set.name, "namespace": query_set.namespace, "level": query_set.level,
                    "queries": [{"query_id": q.query_id, "text": q.text, "judgements": dict(q.judgements)}
                                for q in query_set.queries]}
-        tmp = self._folder / f".{query_set.name}.json.tmp"
-        tmp.write_text(json.dumps(payload))
-        tmp.replace(self._folder / f"{query_set.name}.json")
+        self.store.put_record(QUERY_SET_RECORDS, query_set.name, payload)
         with self._lock:
             self._sets[query_set.name] = query_set
         return query_set
 
     def get(self, name: str) -> QuerySet:
+        self._refresh()
         with self._lock:
             if name in self._sets:
                 return self._sets[name]
@@ -139,6 +150,7 @@ class EvaluationRunner:
 
     def namespace_of(self, name: str) -> str | None:
         """The namespace a registered or configured set judges; None for an unknown name."""
+        self._refresh()
         with self._lock:
             if name in self._sets:
                 return self._sets[name].namespace
@@ -146,6 +158,7 @@ class EvaluationRunner:
         return config.namespace if config is not None else None
 
     def names(self) -> list[str]:
+        self._refresh()
         with self._lock:
             return sorted(set(self._sets) | set(self._configured))
 
@@ -249,20 +262,47 @@ class EvaluationRunner:
         cut-offs (evaluation.ks; a caller's other ks are returned but not exported)."""
         name = result["query_set"]
         exported_ks = {0, *self.settings.evaluation.ks}
-        for stage in result["stages"]:
-            for m in stage["metrics"]:
-                if m["k"] in exported_ks:
-                    self.telemetry.set_quality(name, stage["stage"], m["metric"], m["k"], m["value"])
-        self.telemetry.eval_last_run.labels(name).set(time.time())
+        finished_at = time.time()
+        figures = [{"stage": stage["stage"], "metric": m["metric"], "k": m["k"], "value": m["value"]}
+                   for stage in result["stages"] for m in stage["metrics"] if m["k"] in exported_ks]
+        self._set_gauges(name, figures, finished_at)
+        if self.store.shared:
+            self.store.put_record(RESULT_RECORDS, name, {"finished_at": finished_at, "figures": figures})
 
-    def run_configured(self) -> None:
-        """Evaluate every configured set and export the gauges (the scheduler's job)."""
+    def _set_gauges(self, name: str, figures: list[dict], finished_at: float) -> None:
+        for f in figures:
+            self.telemetry.set_quality(name, f["stage"], f["metric"], f["k"], f["value"])
+        self.telemetry.eval_last_run.labels(name).set(finished_at)
+        self._exported[name] = finished_at
+        self._last_run[name] = max(self._last_run.get(name, 0.0), finished_at)
+
+    def sync_exported(self) -> int:
+        """Export results that another process (`retrieval-svc evaluate-scheduled`, a
+        replica) stored since this one last exported; how many sets changed."""
+        changed = 0
+        for name, record in self.store.records(RESULT_RECORDS).items():
+            try:
+                finished_at, figures = float(record["finished_at"]), list(record["figures"])
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("evaluation result record %r unreadable: %s", name, exc)
+                continue
+            if finished_at > self._exported.get(name, 0.0):
+                self._set_gauges(name, figures, finished_at)
+                changed += 1
+        return changed
+
+    def run_configured(self) -> list[str]:
+        """Evaluate every configured set and export the gauges (the scheduler's job);
+        returns the names of the sets whose evaluation failed."""
+        failed = []
         for name in list(self._configured):
             try:
                 self.evaluate(name, export=True)
                 log.info("scheduled evaluation of %r finished", name)
             except Exception:
                 log.exception("scheduled evaluation of %r failed", name)
+                failed.append(name)
+        return failed
 
     # --- protobuf -------------------------------------------------------------
 

@@ -35,13 +35,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from retrieval_svc.domain import DEFAULT_NAMESPACE, indexed_text
+from retrieval_svc.domain import DEFAULT_NAMESPACE, Candidate, Chunk, Document, indexed_text
 from retrieval_svc.errors import StartupError, Unavailable
 from retrieval_svc.protocols import LexicalIndex, VectorIndex
+from retrieval_svc.store.base import (
+    NO_FILTER, DocumentMeta, NewChunk, PutResult, SearchFilter, StoredDocument, StoreStats,
+)
 from retrieval_svc.store.ledger import EncoderBinding, Ledger, Transaction
 from retrieval_svc.store.rwlock import ReadWriteLock
 
@@ -54,18 +57,6 @@ MANIFEST = "manifest.json"
 class IndexPair:
     dense: VectorIndex
     lexical: LexicalIndex
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    namespace: str
-    documents: int
-    chunks: int
-    dense_entries: int
-    lexical_entries: int
-    dense_missing: int
-    lexical_missing: int
-    oldest_source_updated_at: float | None
 
 
 @dataclass(frozen=True)
@@ -222,11 +213,30 @@ class Store:
     # --- reads ----------------------------------------------------------------
 
     @contextmanager
-    def reader(self) -> Iterator[dict[str, IndexPair]]:
-        """Shared access: the indexes by namespace, stable until the block ends."""
+    def reader(self) -> Iterator["EmbeddedReader"]:
+        """Shared access: the indexes stay as they are until the block ends."""
+        with self._lock.read():
+            self._check_open()
+            yield EmbeddedReader(self)
+
+    @contextmanager
+    def index_pairs(self) -> Iterator[dict[str, IndexPair]]:
+        """Shared access to the indexes by namespace (tests and tools)."""
         with self._lock.read():
             self._check_open()
             yield self._indexes
+
+    def document(self, namespace: str, doc_id: str) -> StoredDocument | None:
+        return self.ledger.document(namespace, doc_id)
+
+    def doc_chunks(self, namespace: str, doc_id: str) -> list[Chunk]:
+        return self.ledger.doc_chunks(namespace, doc_id)
+
+    def chunk_ids(self, namespace: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
+        return _chunk_ids(self.ledger, namespace, doc_ids)
+
+    def chunk(self, chunk_id: str) -> Chunk | None:
+        return self.ledger.chunk(chunk_id)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -270,17 +280,18 @@ class Store:
     # --- writes ---------------------------------------------------------------
 
     @contextmanager
-    def commit(self) -> Iterator["Commit"]:
-        """Exclusive write: yields a Commit to record ledger rows and index changes.
-        On success the ledger commits first, then the indexes are updated; if an
-        index update fails, that namespace is rebuilt from the (committed) ledger."""
+    def writer(self) -> Iterator["EmbeddedWriter"]:
+        """Exclusive write: one ledger transaction for the block, whose index changes
+        are applied when it commits. The ledger commits first, then the indexes are
+        updated; if an index update fails, that namespace is rebuilt from the
+        (committed) ledger."""
         with self._lock.write():
             self._check_open()
             with self.ledger.transaction() as tx:
-                commit = Commit(tx, self)
-                yield commit
+                writer = EmbeddedWriter(tx, self)
+                yield writer
             self.generation = tx.generation
-            for namespace, change in commit.changes.items():
+            for namespace, change in writer.changes.items():
                 self._apply(namespace, change)
 
     def _new_pair(self) -> IndexPair:
@@ -299,6 +310,30 @@ class Store:
         for (replay_namespace, _side), changes in self._replay.items():
             if replay_namespace == namespace:
                 changes.append(change)
+
+    # --- records --------------------------------------------------------------
+
+    shared = False  # one process owns the folder (the LOCK)
+
+    def put_record(self, kind: str, name: str, value: dict) -> None:
+        """<store>/<kind>/<name>.json, replaced atomically."""
+        folder = self.path / kind
+        folder.mkdir(mode=0o700, exist_ok=True)
+        tmp = folder / f".{name}.json.tmp"
+        tmp.write_text(json.dumps(value))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(folder / f"{name}.json")
+
+    def records(self, kind: str) -> dict[str, dict]:
+        out = {}
+        folder = self.path / kind
+        for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+            try:
+                out[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                log.error("record %s unreadable: %s", path, exc)
+        return out
 
     # --- maintenance ----------------------------------------------------------
 
@@ -415,12 +450,102 @@ def _apply_lexical(index: LexicalIndex, change: IndexChange) -> None:
         index.add(change.added_keys, change.added_texts)
 
 
-class Commit:
-    """Ledger writes plus the index changes they imply, for one transaction."""
+def _chunk_ids(ledger: Ledger, namespace: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
+    out = {}
+    for doc_id in doc_ids:
+        ids = ledger.doc_chunk_ids(namespace, doc_id)
+        if ids:
+            out[doc_id] = set(ids)
+    return out
+
+
+class EmbeddedReader:
+    """A search's view of the embedded store, under the store's shared lock."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._indexes = store._indexes
+        self.generation = store.generation
+        self._allowed: dict[tuple[str, SearchFilter], np.ndarray] = {}
+
+    def _allowed_keys(self, namespace: str, where: SearchFilter) -> np.ndarray | None:
+        if not where:
+            return None
+        cached = self._allowed.get((namespace, where))
+        if cached is None:
+            cached = self._allowed[(namespace, where)] = self._store.ledger.allowed_keys(namespace, where)
+        return cached
+
+    def dense(self, namespace: str, vector: np.ndarray, k: int,
+              where: SearchFilter = NO_FILTER) -> list[Candidate]:
+        pair = self._indexes.get(namespace)
+        if pair is None:
+            return []
+        return pair.dense.search(vector[None, :], k, self._allowed_keys(namespace, where))[0]
+
+    def lexical(self, namespace: str, query: str, k: int,
+                where: SearchFilter = NO_FILTER) -> list[Candidate]:
+        pair = self._indexes.get(namespace)
+        if pair is None:
+            return []
+        return pair.lexical.search(query, k, self._allowed_keys(namespace, where))
+
+    def hydrate(self, namespace: str, keys: Sequence[int]
+                ) -> tuple[dict[int, Chunk], dict[str, DocumentMeta]]:
+        # Under the shared lock the ledger and the indexes agree: every key is current.
+        chunks = self._store.ledger.chunks_by_key(keys)
+        docs = self._store.ledger.documents_meta(namespace, [c.doc_id for c in chunks.values()])
+        return chunks, docs
+
+
+class EmbeddedWriter:
+    """Ledger writes of one transaction plus the index changes they imply."""
 
     def __init__(self, tx: Transaction, store: Store) -> None:
         self.tx = tx
+        self._ledger = store.ledger
+        self._prepend_title = store.prepend_title
         self.changes: dict[str, IndexChange] = {}
 
-    def change(self, namespace: str) -> IndexChange:
+    def _change(self, namespace: str) -> IndexChange:
         return self.changes.setdefault(namespace, IndexChange([], [], [], []))
+
+    def document(self, namespace: str, doc_id: str) -> StoredDocument | None:
+        return self._ledger.document(namespace, doc_id)
+
+    def chunk_ids(self, namespace: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
+        return _chunk_ids(self._ledger, namespace, doc_ids)
+
+    def put_document(self, doc: Document, content_hash: str, source_updated_at: float,
+                     chunks: Sequence[NewChunk], now: float) -> PutResult:
+        tx, ns = self.tx, doc.namespace
+        existing = self._ledger.doc_chunk_ids(ns, doc.doc_id)
+        stored = self._ledger.document(ns, doc.doc_id)
+        new_ids = {c.chunk_id for c in chunks}
+        removed = [key for chunk_id, key in existing.items() if chunk_id not in new_ids]
+        kept = [c for c in chunks if c.chunk_id in existing]
+        added = [c for c in chunks if c.chunk_id not in existing]
+        if any(c.embedding is None for c in added):
+            raise ValueError(f"chunks new to document {doc.doc_id!r} need their embeddings")
+        tx.ensure_namespace(ns, now)
+        tx.delete_chunks(ns, removed)
+        tx.refresh_chunks([(existing[c.chunk_id], c.ordinal, c.start_char, c.end_char) for c in kept],
+                          source_updated_at, now)
+        keys = tx.insert_chunks(ns, doc.doc_id, added, source_updated_at, now)
+        tx.upsert_document(doc, source_updated_at, content_hash,
+                           stored.first_indexed_at if stored else now, now)
+        change = self._change(ns)
+        change.removed.extend(removed)
+        change.added_keys.extend(keys)
+        change.added_texts.extend(indexed_text(doc.title, c.text, self._prepend_title) for c in added)
+        change.added_vectors.extend(c.embedding for c in added)  # type: ignore[misc]
+        return PutResult(len(added), len(kept), len(removed))
+
+    def delete_document(self, namespace: str, doc_id: str) -> int | None:
+        if self._ledger.document(namespace, doc_id) is None:
+            return None
+        keys = list(self._ledger.doc_chunk_ids(namespace, doc_id).values())
+        self.tx.delete_chunks(namespace, keys)
+        self.tx.delete_document(namespace, doc_id)
+        self._change(namespace).removed.extend(keys)
+        return len(keys)

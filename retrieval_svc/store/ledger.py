@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from retrieval_svc.domain import Chunk, Document
+from retrieval_svc.store.base import DocumentMeta, NewChunk, SearchFilter, StoredDocument
 
 _SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -99,27 +100,6 @@ class EncoderBinding:
             pass
         match = re.fullmatch(r"(.*)@(\S+) \((\d+)-d\)", stored)
         return cls(match[1], match[2], int(match[3])) if match else None
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    document: Document
-    content_hash: str
-    first_indexed_at: float
-    last_verified_at: float
-
-
-@dataclass(frozen=True)
-class NewChunk:
-    """A chunk to insert, with its embedding."""
-
-    chunk_id: str
-    ordinal: int
-    text: str
-    start_char: int
-    end_char: int
-    token_count: int
-    embedding: np.ndarray
 
 
 def _chunk(row: tuple) -> Chunk:
@@ -233,10 +213,10 @@ class Ledger:
         doc = Document(namespace, doc_id, text, title, json.loads(metadata), updated, uri)
         return StoredDocument(doc, content_hash, first, last)
 
-    def documents_meta(self, namespace: str, doc_ids: Iterable[str]) -> dict[str, tuple]:
-        """doc_id -> (title, metadata dict, source_uri) for hydration."""
+    def documents_meta(self, namespace: str, doc_ids: Iterable[str]) -> dict[str, DocumentMeta]:
+        """doc_id -> what a hit carries of its document."""
         ids = list(dict.fromkeys(doc_ids))
-        out: dict[str, tuple] = {}
+        out: dict[str, DocumentMeta] = {}
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             marks = ",".join("?" * len(part))
@@ -245,7 +225,7 @@ class Ledger:
                 f"WHERE namespace = ? AND doc_id IN ({marks})",
                 (namespace, *part),
             ):
-                out[doc_id] = (title, json.loads(metadata), uri)
+                out[doc_id] = DocumentMeta(title, json.loads(metadata), uri)
         return out
 
     def doc_chunk_ids(self, namespace: str, doc_id: str) -> dict[str, int]:
@@ -301,34 +281,29 @@ class Ledger:
             "SELECT key FROM chunks WHERE namespace = ? ORDER BY key", (namespace,))
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    def allowed_keys(
-        self,
-        namespace: str,
-        filters: Sequence[tuple[str, Sequence[str]]],
-        min_source_updated_at: float | None,
-    ) -> np.ndarray:
+    def allowed_keys(self, namespace: str, where: SearchFilter) -> np.ndarray:
         """Keys of the namespace's chunks whose document matches every filter clause
         (key equals one of the values) and whose source is at least that recent."""
-        where = ["c.namespace = ?"]
+        conditions = ["c.namespace = ?"]
         params: list = [namespace]
-        for key, values in filters:
+        for key, values in where.clauses:
             marks = ",".join("?" * len(values))
             if key in ("doc_id", "source_uri"):
                 column = "c.doc_id" if key == "doc_id" else "d.source_uri"
-                where.append(f"{column} IN ({marks})")
+                conditions.append(f"{column} IN ({marks})")
                 params.extend(values)
             else:
-                where.append(
+                conditions.append(
                     "c.doc_id IN (SELECT doc_id FROM doc_metadata WHERE namespace = ? AND key = ? "
                     f"AND value IN ({marks}))"
                 )
                 params.extend([namespace, key, *values])
-        if min_source_updated_at is not None:
-            where.append("c.source_updated_at >= ?")
-            params.append(min_source_updated_at)
+        if where.min_source_updated_at is not None:
+            conditions.append("c.source_updated_at >= ?")
+            params.append(where.min_source_updated_at)
         sql = (
             "SELECT c.key FROM chunks c JOIN documents d "
-            "ON d.namespace = c.namespace AND d.doc_id = c.doc_id WHERE " + " AND ".join(where)
+            "ON d.namespace = c.namespace AND d.doc_id = c.doc_id WHERE " + " AND ".join(conditions)
         )
         return np.fromiter((r[0] for r in self._reader.execute(sql, params)), dtype=np.int64)
 

@@ -113,7 +113,7 @@ def test_indexes_match_ledger_after_mixed_writes(start_server):
     assert stats.chunks == stats.dense_entries == stats.lexical_entries
     assert stats.dense_missing == stats.lexical_missing == 0
     ledger_keys = np.sort(server.app.store.ledger.chunk_keys("default"))
-    with server.app.store.reader() as indexes:
+    with server.app.store.index_pairs() as indexes:
         assert np.array_equal(np.sort(indexes["default"].dense.keys()), ledger_keys)
         assert np.array_equal(np.sort(indexes["default"].lexical.keys()), ledger_keys)
 

@@ -88,6 +88,11 @@ class RetrievalServiceServicer:
         documents of one message are committed atomically, in order, before the
         next message is read, so a failure never loses what was already
         accepted. The summary counts everything committed by this stream.
+        On the Milvus store (store.backend: milvus) a message's documents are
+        committed one by one, each atomically for readers; a store failure
+        midway (UNAVAILABLE) leaves the documents before it committed, and
+        re-sending the message is safe. Invalid documents are found before
+        anything is written, on either store.
         Errors:
         INVALID_ARGUMENT  a document is malformed (missing doc_id, no text and
         no title, invalid UTF-8, a field over its limit, bad
@@ -114,9 +119,9 @@ class RetrievalServiceServicer:
 
     def IngestBatch(self, request, context):
         """Unary twin of Ingest: one batch, committed atomically (all or nothing for
-        its valid documents). Re-sending a batch is safe: unchanged documents
-        embed nothing. Errors: as Ingest; on any error nothing of this batch is
-        committed.
+        its valid documents; on Milvus document by document, as Ingest says).
+        Re-sending a batch is safe: unchanged documents embed nothing. Errors: as
+        Ingest; on any error before the commit nothing of this batch is committed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

