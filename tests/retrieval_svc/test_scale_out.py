@@ -87,3 +87,14 @@ def test_evaluate_scheduled_refuses_the_embedded_store(tmp_path, capsys):
     config.write_text(json.dumps({"store": {"path": str(tmp_path / "store")}}))
     assert cli.main(["evaluate-scheduled", "--config", str(config)]) == 2
     assert "needs store.backend: milvus" in capsys.readouterr().err
+
+
+def test_an_unreachable_milvus_stops_start_up_naming_the_setting(tmp_path, encoder):
+    from conftest import make_settings
+    from retrieval_svc.app import App
+    from retrieval_svc.errors import StartupError
+
+    settings = make_settings(tmp_path / "unused", store={"backend": "milvus"},
+                             milvus={"uri": "http://127.0.0.1:9", "timeout_seconds": 2.0})
+    with pytest.raises(StartupError, match=r"^milvus.uri http://127.0.0.1:9: cannot open the Milvus store"):
+        App(settings, encoder=encoder)

@@ -111,6 +111,13 @@ def test_prefixed_variables_without_a_section_are_not_settings():
         ({"search": {"fusion": "best"}}, ["search.fusion: must be 'rrf', 'minmax' or 'zscore', got 'best'"]),
         ({"search": {"rerank_top_n": 1.5}}, ["search.rerank_top_n"]),
         ({"dense": {"backend": "milvus"}}, ["dense.backend"]),
+        ({"store": {"backend": "milvus"}}, ["milvus.uri: is required with store.backend: milvus"]),
+        ({"store": {"backend": "lancedb"}}, ["store.backend", "'lancedb'"]),
+        ({"store": {"backend": "milvus"}, "milvus": {"uri": "http://m:19530", "lexical": False}},
+         ["search.default_mode: must be dense when milvus.lexical is false"]),
+        ({"milvus": {"collection_prefix": "bad-prefix"}}, ["milvus.collection_prefix"]),
+        ({"milvus": {"flush": "sometimes"}}, ["milvus.flush"]),
+        ({"milvus": {"timeout_seconds": 0}}, ["milvus.timeout_seconds"]),
         ({"dense": {"kind": "ivfpq"}}, ["dense.kind"]),
         ({"dense": {"kind": "hnsw", "params": {"efsearch": 64}}}, ["dense.params", "efsearch"]),
         ({"dense": {"kind": "ivf", "params": {"nlist": 0}}}, ["dense.params", "nlist"]),
@@ -183,6 +190,12 @@ def test_replace_returns_a_validated_copy():
         s.replace(search={"fusion": "best"})
     with pytest.raises(SettingsError, match="unknown setting nope"):
         s.replace(nope={"x": 1})
+
+
+def test_to_json_masks_the_milvus_token():
+    settings = Settings().replace(milvus={"token": "root:Milvus"})
+    assert "root:Milvus" not in settings.to_json()
+    assert json.loads(settings.to_json())["milvus"]["token"] == "***"
 
 
 def test_settings_are_immutable():

@@ -41,7 +41,8 @@ def backend(request, tmp_path):
     server = request.getfixturevalue("milvus_server")
     prefix = f"t{time.monotonic_ns()}"
     return {"store": {"backend": "milvus"},
-            "milvus": {"uri": server, "collection_prefix": prefix, "lexical": False}}, False
+            "milvus": {"uri": server, "collection_prefix": prefix, "lexical": False},
+            "search": {"default_mode": "dense"}}, False
 
 
 @pytest.fixture(scope="session")
