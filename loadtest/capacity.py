@@ -7,7 +7,9 @@ when `slo.judge` says PASS for it. After a failed step a drain probe waits
 until the server answers again within the SLO, so the next step does not
 start on a queue left by the last; after a passing step, a one-second pause.
 
-Used by ``python -m loadtest --find-capacity`` and by the overload benchmark.
+Used by ``python -m loadtest --find-capacity`` and by the overload benchmark. Where the
+specs carry an ingest, each step runs it beside the searches at its fixed rate (only the
+search rate is stepped); the drain probes run without it.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ class Step:
 
     def to_dict(self) -> dict:
         o = self.report.overall
+        ingest = self.report.ingest
         return {"rate": self.rate, "passed": self.passed, "reason": self.reason, "sent": o.offered,
                 "ok": o.ok, "achieved_rate": round(o.achieved_rate, 3), "error_ratio": round(o.error_ratio, 6),
                 "codes": dict(o.codes), "ok_latency": o.ok_latency.to_ms(), "send_lateness": o.lateness.to_ms(),
-                "verdict": self.verdict.to_dict()}
+                "verdict": self.verdict.to_dict(),
+                "ingest": None if ingest is None else {"outcome": ingest.outcome(), **ingest.overall.to_dict()}}
 
 
 async def search_rates(passes: Callable[[float], Awaitable[bool]], *, start_rate: float, max_rate: float,
@@ -176,8 +180,10 @@ class CapacitySearch:
 
 
 def format_steps(steps: list[Step]) -> str:
-    """The steps as a markdown table (an nDCG@10 column where quality was sampled)."""
+    """The steps as a markdown table (an nDCG@10 column where quality was sampled, ingest
+    columns where an ingest ran beside the searches)."""
     quality = any(s.report.quality for s in steps)
+    ingest = any(s.report.ingest is not None for s in steps)
     headers = ["rate req/s", "verdict", "OK/s", "OK p50 ms", "OK p99 ms", "error %", "send late p99 ms"]
     rows = []
     for s in steps:
@@ -186,5 +192,12 @@ def format_steps(steps: list[Step]) -> str:
                ms(o.ok_latency.p50), ms(o.ok_latency.p99), f"{o.error_ratio:.1%}", ms(o.lateness.p99)]
         if quality:
             row.append("-" if not o.ndcg_count else f"{o.ndcg_mean:.3f} ({o.ndcg_count})")
+        if ingest:
+            i = s.report.ingest
+            row += ["-", "-", "-"] if i is None else [
+                f"{i.overall.offered_rate:.1f} / {i.overall.committed_rate:.1f}", ms(i.overall.ok_latency.p99),
+                codes_text(i.overall.codes)]
         rows.append(row)
-    return markdown_table(headers + (["nDCG@10 (n)"] if quality else []), rows)
+    return markdown_table(headers + (["nDCG@10 (n)"] if quality else [])
+                          + (["ingest offered / committed docs/s", "ingest OK p99 ms", "ingest batch codes"]
+                             if ingest else []), rows)

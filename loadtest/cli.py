@@ -3,7 +3,8 @@
     python -m loadtest --target 127.0.0.1:50051 --queries /work/shared/data/scifact --split test \\
         --rate 50 --duration 30 [--arrival poisson --seed 1] [--mix dense=1,bm25=1,hybrid=2,batch=1] \\
         [--deadline-ms 1000] [--metrics http://127.0.0.1:9464/metrics] [--json OUT] [--plot OUT.png] \\
-        [--slo-p99-ms 250 --slo-max-error-ratio 0.01 --slo-min-ndcg 0.6] [--find-capacity]
+        [--slo-p99-ms 250 --slo-max-error-ratio 0.01 --slo-min-ndcg 0.6] [--find-capacity] \\
+        [--ingest CORPUS --ingest-rate 20 [--ingest-batch 8] [--ingest-namespace NS]]
 
 Quality under load: with a BEIR folder and --split, every --quality-sample-th OK
 answer is scored (nDCG@10 at document level against qrels/SPLIT.tsv) and the
@@ -17,18 +18,39 @@ criterion's measured value and threshold, and exits 0 on PASS, 1 on FAIL
 --find-capacity: steps of --duration s from --rate, doubling while a step meets
 the SLO (up to --max-rate), then bisecting (--bisect-steps); prints the highest
 rate that met it, with its verdict (FAIL when even --rate did not).
+
+--ingest: beside the searches, for the same --duration window, IngestBatch calls of
+--ingest-batch documents at --ingest-rate documents/s (open loop, from a thread of
+its own, each with --ingest-deadline-ms; nothing retried). Reported per interval and
+overall: documents offered vs committed per second, batch latency p50/p99 from the
+intended send time, batch status codes (RESOURCE_EXHAUSTED: write admission refused
+it). The SLO verdict stays about the searches and says that the ingest ran and how it
+went. With --find-capacity every step runs the ingest at the same fixed rate (only the
+search rate is stepped), continuing through the corpus; the drain probes between
+steps run without it. A corpus that runs out is sent again with doc_ids ending in
+"#pass2", "#pass3", ... (new documents, so the write load stays real).
+
+Which namespace: the default, --namespace, makes the searches see the writes (index
+growth, changing results), what a live re-index does to them. Sending the served
+corpus again there is no write load at all (stored documents come back unchanged,
+nothing is embedded; the report notes it), and a second copy of it under other ids
+lowers nDCG@10. For the write load without touching what the searches find, give
+--ingest-namespace a namespace of its own (e.g. loadtest-ingest): it still shares the
+cores, the encoder and write admission with the searches.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
 from loadtest.capacity import CapacitySearch, DrainProbe, format_steps
+from loadtest.ingest import ON_INVALID, Corpus, IngestLoad
 from loadtest.metrics import check_local
 from loadtest.queries import MODES, LabeledQueries, ModeMix, load_labeled
 from loadtest.report import RunReport, format_report
@@ -88,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default=os.environ.get("RETRIEVAL_SVC_TARGET"),
                    help="server HOST:PORT (default $RETRIEVAL_SVC_TARGET)")
+    p.add_argument("--token", help="API key, sent as `authorization: Bearer` (default $RETRIEVAL_SVC_TOKEN; "
+                   "prefer the variable: arguments show in the process list)")
+    p.add_argument("--tls", action="store_true", default=None,
+                   help="speak TLS (default $RETRIEVAL_SVC_TLS; implied by --ca-file)")
+    p.add_argument("--ca-file", help="PEM CA bundle for the server's certificate (default $RETRIEVAL_SVC_CA_FILE, "
+                   "else the system's roots)")
     p.add_argument("--rate", type=float, required=True,
                    help="offered requests/s (with --find-capacity: the first step's)")
     p.add_argument("--duration", type=float, required=True,
@@ -112,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--drain-timeout", type=float, default=30.0,
                      help="after a failed step, probe (5/s) at most this long, s, for 3 answers in a row "
                           "OK within the SLO before the next step (default 30)")
+    ingest = p.add_argument_group("ingest beside the searches")
+    ingest.add_argument("--ingest", metavar="PATH",
+                        help="JSONL of documents, a BEIR folder (its corpus.jsonl) or a folder of text files, "
+                             "read as `retrieval-svc ingest` reads them, sent beside the searches")
+    ingest.add_argument("--ingest-rate", type=float, metavar="DOCS_PER_S",
+                        help="documents/s offered by the ingest (fixed, also at every --find-capacity step)")
+    ingest.add_argument("--ingest-batch", type=int, default=8, metavar="N",
+                        help="documents per IngestBatch call (default 8)")
+    ingest.add_argument("--ingest-namespace", metavar="NS",
+                        help="namespace written (default: --namespace, so the searches see the writes; "
+                             "a namespace of its own keeps their results unchanged)")
+    ingest.add_argument("--ingest-deadline-ms", type=float, default=10000.0,
+                        help="deadline of every IngestBatch call (default 10000)")
+    ingest.add_argument("--ingest-on-invalid", choices=sorted(ON_INVALID), default="skip",
+                        help="skip: the server commits a batch's valid documents and counts the rest "
+                             "rejected (default); reject: such a batch fails whole (INVALID_ARGUMENT)")
     add_load_args(p)
     return p
 
@@ -131,6 +175,31 @@ def _check(args, queries: LabeledQueries, slo: SLO) -> None:
         raise ValueError(f"--drain-timeout must be > 0 s, got {args.drain_timeout}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.ingest is None and (args.ingest_rate is not None or args.ingest_namespace is not None):
+        raise ValueError("--ingest-rate and --ingest-namespace need --ingest PATH")
+    if args.ingest is not None and args.ingest_rate is None:
+        raise ValueError("--ingest needs --ingest-rate DOCS_PER_S")
+
+
+def _ingest_of(args, duration: float) -> IngestLoad | None:
+    """The ingest of the first run (its batches checked to fit `duration`), or None."""
+    if args.ingest is None:
+        return None
+    load = IngestLoad(Corpus(args.ingest), rate=args.ingest_rate, batch_size=args.ingest_batch,
+                      namespace=args.namespace if args.ingest_namespace is None else args.ingest_namespace,
+                      deadline_s=args.ingest_deadline_ms / 1000, on_invalid=args.ingest_on_invalid)
+    load.offsets(duration)
+    return load
+
+
+def _set_credentials(args) -> None:
+    """--token, --tls and --ca-file go where every channel of the run reads them (driver._channel)."""
+    from loadtest.driver import ENV_CA_FILE, ENV_TLS, ENV_TOKEN
+
+    for name, value in ((ENV_TOKEN, args.token), (ENV_TLS, "1" if args.tls else None),
+                        (ENV_CA_FILE, args.ca_file)):
+        if value is not None:
+            os.environ[name] = value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,13 +211,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--queries is required")
         if args.metrics:
             check_local(args.metrics)
+        _set_credentials(args)
         slo = _slo_of(args)
         queries = load_labeled(args.queries, args.split)
         _check(args, queries, slo)
         quality = dict(judgements=queries.judgements, quality_every=args.quality_sample)
+        ingest = _ingest_of(args, args.duration)
         if args.find_capacity:
-            return asyncio.run(_find_capacity(args, queries, slo, quality))
-        spec = spec_of(args, args.target, queries.texts, args.rate, args.duration, **quality)
+            return asyncio.run(_find_capacity(args, queries, slo, quality, ingest))
+        spec = spec_of(args, args.target, queries.texts, args.rate, args.duration, ingest=ingest, **quality)
         report = asyncio.run(measure(spec, args.metrics))
     except ValueError as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
@@ -171,14 +242,22 @@ def _write_plot(args, report: RunReport, title: str = "") -> None:
         print(f"wrote {write_plot(report, args.plot, title)}")
 
 
-async def _find_capacity(args, queries: LabeledQueries, slo: SLO, quality: dict) -> int:
+async def _find_capacity(args, queries: LabeledQueries, slo: SLO, quality: dict,
+                         ingest: IngestLoad | None) -> int:
     next_index = 0
+    next_document = 0
 
     def make_spec(rate: float, duration: float, prefix: str) -> LoadSpec:
-        # Each run continues through the query list where the last one stopped.
-        nonlocal next_index
+        # Each run continues through the query list (and the ingest through its corpus)
+        # where the last one stopped. The ingest keeps its fixed rate at every step; the
+        # drain probes run without it.
+        nonlocal next_index, next_document
+        step_ingest = None
+        if ingest is not None and prefix != "probe":
+            step_ingest = dataclasses.replace(ingest, first_document=next_document)
+            next_document += step_ingest.documents_in(duration)
         spec = spec_of(args, args.target, queries.texts, rate, duration, first_index=next_index,
-                       request_prefix=prefix, **quality)
+                       request_prefix=prefix, ingest=step_ingest, **quality)
         next_index += len(make_schedule(spec.arrival, rate, duration, spec.seed))
         return spec
 
@@ -202,6 +281,7 @@ async def _find_capacity(args, queries: LabeledQueries, slo: SLO, quality: dict)
     print(f"SLO verdict: {'PASS' if passed else 'FAIL'} at {step.rate:g} req/s")
     for criterion in step.verdict.criteria:
         print(f"  {criterion.text()}")
+    print(f"  judged on the searches; beside them: {step.verdict.ingest or 'no ingest'}")
     if args.json_out:
         write_json(args.json_out, {"capacity": capacity, "slo": slo.describe(),
                                    "verdict": "PASS" if passed else "FAIL", "at": step.verdict.to_dict(),

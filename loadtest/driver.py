@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
@@ -63,6 +65,8 @@ async def run_open_loop(
     wait_after_s: float | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    start: float | None = None,
+    on_start: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> list[Outcome]:
@@ -73,9 +77,14 @@ async def run_open_loop(
     (None: for ever) for outstanding calls, then cancels the rest, recorded as
     CLIENT_CANCELLED. `on_outcome` sees each outcome as it completes; `stop()`,
     asked before each send, ends the schedule early (a probe that has its answer).
-    `clock` and `sleep` are injectable for tests (fake time).
+    `start` is the clock reading of offset 0 (None: now); `on_start(start)` is told it
+    before the first send, so a second pacer (the ingest beside the searches, on its
+    own thread) can keep to the same time line. `clock` and `sleep` are injectable for
+    tests (fake time).
     """
-    start = clock()
+    start = clock() if start is None else start
+    if on_start is not None:
+        on_start(start)
     outcomes: list[Outcome | None] = [None] * len(offsets)
 
     async def one(i: int, intended: float) -> None:
@@ -118,17 +127,19 @@ Answered = list[tuple[int, list[str]]]
 
 
 @contextlib.asynccontextmanager
-async def open_channels(target: str, count: int = 1,
-                        connect_timeout_s: float = 5.0) -> AsyncIterator[list[grpc.aio.Channel]]:
+async def open_channels(target: str, count: int = 1, connect_timeout_s: float = 5.0, *,
+                        own_connection: bool = False) -> AsyncIterator[list[grpc.aio.Channel]]:
     """`count` grpc.aio channels to `target`, each on its own HTTP/2 connection, connected
     before the first request (so that request's latency holds no TCP/HTTP/2 set-up). A
-    server that is not there is not an error here: its requests come back UNAVAILABLE."""
+    server that is not there is not an error here: its requests come back UNAVAILABLE.
+    `own_connection`: a single channel still gets a connection no other channel of this
+    process shares (the ingest's, whose large messages must not queue ahead of searches)."""
     if count < 1:
         raise ValueError(f"channels must be >= 1, got {count}")
     # Channels with equal arguments share one connection through the global
     # subchannel pool; a local pool per channel gives each its own.
-    options = [("grpc.use_local_subchannel_pool", 1)] if count > 1 else []
-    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(count)]
+    options = [("grpc.use_local_subchannel_pool", 1)] if count > 1 or own_connection else []
+    channels = [_channel(target, options) for _ in range(count)]
     try:
         try:
             await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), connect_timeout_s)
@@ -138,6 +149,37 @@ async def open_channels(target: str, count: int = 1,
     finally:
         for channel in channels:
             await channel.close()
+
+
+# The same variables as retrieval-svc's client commands; `python -m loadtest --token/--tls/
+# --ca-file` set them.
+ENV_TOKEN, ENV_TLS, ENV_CA_FILE = "RETRIEVAL_SVC_TOKEN", "RETRIEVAL_SVC_TLS", "RETRIEVAL_SVC_CA_FILE"
+
+
+class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):
+    """`authorization: Bearer TOKEN` on every call of a plaintext channel (call credentials
+    need TLS)."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        metadata = tuple(client_call_details.metadata or ()) + self._metadata
+        return await continuation(client_call_details._replace(metadata=metadata), request)
+
+
+def _channel(target: str, options: list) -> grpc.aio.Channel:
+    """A channel with the API key and TLS of the environment (ENV_TOKEN, ENV_TLS, ENV_CA_FILE)."""
+    token = os.environ.get(ENV_TOKEN) or None
+    ca_file = os.environ.get(ENV_CA_FILE) or None
+    if ca_file or os.environ.get(ENV_TLS, "").strip().lower() in ("1", "true", "yes", "on"):
+        roots = Path(ca_file).read_bytes() if ca_file else None
+        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+        if token:
+            credentials = grpc.composite_channel_credentials(
+                credentials, grpc.access_token_call_credentials(token))
+        return grpc.aio.secure_channel(target, credentials, options=options)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=[_Bearer(token)] if token else None)
 
 
 class SearchCaller:
@@ -195,10 +237,13 @@ class SearchCaller:
 async def drive_search(target: str, offsets: Sequence[float], plan: RequestPlan, *, deadline_s: float,
                        namespace: str = "", k: int = 10, channels: int = 1,
                        request_prefix: str = "loadtest", batch_size: int = 8,
-                       on_ok: Callable[[int, Answered], None] | None = None) -> list[Outcome]:
+                       on_ok: Callable[[int, Answered], None] | None = None,
+                       on_start: Callable[[float], None] | None = None) -> list[Outcome]:
     """Open-loop Search load against `target`; every call ends by its deadline, so the
-    run ends at most deadline + 5 s after the last send."""
+    run ends at most deadline + 5 s after the last send. `on_start(start)`: as in
+    `run_open_loop`, once the channels are connected."""
     async with open_channels(target, channels) as chans:
         caller = SearchCaller(chans, plan, deadline_s=deadline_s, namespace=namespace, k=k,
                               request_prefix=request_prefix, batch_size=batch_size, on_ok=on_ok)
-        return await run_open_loop(offsets, caller, label=caller.mode_of, wait_after_s=deadline_s + 5.0)
+        return await run_open_loop(offsets, caller, label=caller.mode_of, wait_after_s=deadline_s + 5.0,
+                                   on_start=on_start)

@@ -1,6 +1,7 @@
 """A PNG of one run, per interval: offered vs achieved rate, OK latency p50/p95/p99,
-refusals, and (with qrels) the mean sampled nDCG@10. Drawn on matplotlib's Agg
-canvas without pyplot: no display, no global backend state."""
+refusals, (with qrels) the mean sampled nDCG@10 and, where an ingest ran beside the
+searches, its offered vs committed documents/s with the OK batches' p99. Drawn on
+matplotlib's Agg canvas without pyplot: no display, no global backend state."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ def write_plot(report: RunReport, path: str | Path, title: str = "") -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     windows = report.intervals
     t = [(w.start + w.end) / 2 for w in windows]
-    figure = Figure(figsize=(9, 10), dpi=100, layout="constrained")
+    ingest = report.ingest
+    figure = Figure(figsize=(9, 10 if ingest is None else 12.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
-    rate_ax, latency_ax, refused_ax, ndcg_ax = figure.subplots(4, 1, sharex=True)
+    axes = list(figure.subplots(4 if ingest is None else 5, 1, sharex=True))
+    rate_ax, latency_ax, refused_ax, ndcg_ax = axes[:4]
 
     rate_ax.plot(t, [w.offered_rate for w in windows], marker=".", linestyle="--", label="offered")
     rate_ax.plot(t, [w.achieved_rate for w in windows], marker=".", label="achieved (OK answers)")
@@ -46,11 +49,27 @@ def write_plot(report: RunReport, path: str | Path, title: str = "") -> Path:
         ndcg_ax.text(0.5, 0.5, "no qrels: quality not sampled", ha="center", va="center",
                      transform=ndcg_ax.transAxes)
     ndcg_ax.set_ylabel("nDCG@10")
-    ndcg_ax.set_xlabel("s from the start (by intended send time; achieved by answer time)")
-    for ax in (rate_ax, latency_ax, refused_ax, ndcg_ax):
+    if ingest is not None:
+        ingest_ax = axes[4]
+        ti = [(w.start + w.end) / 2 for w in ingest.intervals]
+        ingest_ax.plot(ti, [w.offered_rate for w in ingest.intervals], marker=".", linestyle="--",
+                       label="ingest offered docs/s")
+        ingest_ax.plot(ti, [w.committed_rate for w in ingest.intervals], marker=".", label="committed docs/s")
+        ingest_ax.set_ylabel("documents/s")
+        ingest_ax.set_ylim(bottom=0)
+        ingest_ax.legend(loc="upper left")
+        batch_ax = ingest_ax.twinx()
+        batch_ax.plot(ti, [w.ok_latency.p99 * 1000 for w in ingest.intervals], color="tab:purple", marker="x",
+                      linestyle=":", label="OK batch p99 ms")
+        batch_ax.set_ylabel("batch p99, ms")
+        batch_ax.set_ylim(bottom=0)
+        batch_ax.legend(loc="upper right")
+    axes[-1].set_xlabel("s from the start (by intended send time; achieved by answer time)")
+    for ax in axes:
         ax.grid(alpha=0.3)
     for ax in (rate_ax, latency_ax, refused_ax):
         ax.set_ylim(bottom=0)
-    figure.suptitle(title or f"{report.target}: {report.arrival} {report.rate:g} req/s, mix {report.mix}")
+    figure.suptitle(title or f"{report.target}: {report.arrival} {report.rate:g} req/s, mix {report.mix}"
+                    + ("" if ingest is None else f", beside an ingest of {ingest.rate:g} docs/s"))
     figure.savefig(out, format="png")
     return out

@@ -14,6 +14,9 @@ Per interval [t, t + interval) (the last ones, after the schedule, only hold ans
 
 Overall: offered/s = requests / nominal duration; OK/s = OK answers / (time
 from the start to the last answer, at least the nominal duration).
+
+A run with an ingest beside the searches carries its report (`loadtest.ingest_report`),
+printed after the searches' table and written under "ingest" in the JSON.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from loadtest.driver import Outcome
 from loadtest.stats import LatencySummary
+
+if TYPE_CHECKING:  # ingest_report builds on this module's helpers
+    from loadtest.ingest_report import IngestReport
 
 REFUSAL_CODES = ("RESOURCE_EXHAUSTED", "UNAVAILABLE")
 
@@ -110,6 +116,7 @@ class RunReport:
     max_lateness_s: float
     server: Mapping[str, Any] | None = field(default=None)
     quality: bool = False  # nDCG@10 was sampled (the queries came with qrels)
+    ingest: IngestReport | None = None  # the ingest beside the searches; None: searches only
 
     @property
     def generator_behind(self) -> bool:
@@ -128,34 +135,43 @@ class RunReport:
             "ok_latency_by_mode": {m: s.to_ms() for m, s in sorted(self.ok_latency_by_mode.items())},
             "intervals": [w.to_dict() for w in self.intervals],
             "server": self.server,
+            "ingest": None if self.ingest is None else self.ingest.to_dict(),
         }
 
 
-def summarize(outcomes: Sequence[Outcome], *, target: str, arrival: str, rate: float, duration: float,
-              deadline_s: float, mix: str, interval: float = 1.0, max_lateness_s: float = 0.010,
-              server: Mapping[str, Any] | None = None,
-              ndcg: Mapping[int, Sequence[float]] | None = None) -> RunReport:
-    """Per-interval and overall stats; `ndcg` (request index -> sampled nDCG@10 values),
-    when given, marks the report as measuring quality."""
+def buckets(outcomes: Sequence[Outcome], end: float,
+            interval: float) -> tuple[list[list[Outcome]], list[list[Outcome]]]:
+    """The outcomes per interval of [0, end): by intended send time, and by answer time
+    (anything past the last interval in the last)."""
     if not interval > 0:
         raise ValueError(f"interval must be > 0 s, got {interval}")
-    last = max((o.done for o in outcomes), default=0.0)
-    end = max(duration, last)
     count = max(1, math.ceil(end / interval - 1e-9))
     offered_in: list[list[Outcome]] = [[] for _ in range(count)]
     done_in: list[list[Outcome]] = [[] for _ in range(count)]
     for o in outcomes:
         offered_in[min(int(o.intended / interval), count - 1)].append(o)
         done_in[min(int(o.done / interval), count - 1)].append(o)
+    return offered_in, done_in
+
+
+def summarize(outcomes: Sequence[Outcome], *, target: str, arrival: str, rate: float, duration: float,
+              deadline_s: float, mix: str, interval: float = 1.0, max_lateness_s: float = 0.010,
+              server: Mapping[str, Any] | None = None,
+              ndcg: Mapping[int, Sequence[float]] | None = None,
+              ingest: IngestReport | None = None) -> RunReport:
+    """Per-interval and overall stats; `ndcg` (request index -> sampled nDCG@10 values),
+    when given, marks the report as measuring quality; `ingest`: the ingest that ran beside."""
+    end = max(duration, max((o.done for o in outcomes), default=0.0))
+    offered_in, done_in = buckets(outcomes, end, interval)
     intervals = tuple(window(offered_in[i], i * interval, (i + 1) * interval, completed=done_in[i], ndcg=ndcg)
-                      for i in range(count))
+                      for i in range(len(offered_in)))
     overall = window(outcomes, 0.0, end, offered_span=duration, ndcg=ndcg)
     modes = sorted({o.mode for o in outcomes})
     by_mode = {m: LatencySummary.of([o.latency for o in outcomes if o.mode == m and o.code == "OK"])
                for m in modes}
     return RunReport(target=target, arrival=arrival, rate=rate, duration=duration, deadline_s=deadline_s,
                      mix=mix, overall=overall, intervals=intervals, ok_latency_by_mode=by_mode,
-                     max_lateness_s=max_lateness_s, server=server, quality=ndcg is not None)
+                     max_lateness_s=max_lateness_s, server=server, quality=ndcg is not None, ingest=ingest)
 
 
 # --- text --------------------------------------------------------------------------------
@@ -214,6 +230,7 @@ def format_report(report: RunReport) -> str:
             "process, more --channels, or a less busy machine.")
     if report.server is not None:
         lines.append(format_server(report.server))
+    lines.append("ingest beside the searches: none" if report.ingest is None else report.ingest.format())
     return "\n".join(lines)
 
 
@@ -222,6 +239,10 @@ def format_server(server: Mapping[str, Any]) -> str:
         return f"server metrics: not scraped ({server['error']})"
     requests = server.get("requests_by_code")
     overruns = server.get("deadline_overruns")
-    return (f"server (Prometheus deltas): retrieval_requests_total{{rpc=Search}} by code: "
+    text = (f"server (Prometheus deltas): retrieval_requests_total{{rpc=Search}} by code: "
             f"{codes_text(requests) if requests else 'n/a'}; retrieval_deadline_overruns_total: "
             f"{'n/a' if overruns is None else overruns}")
+    if "ingest_batch_by_code" in server:
+        by_code = server["ingest_batch_by_code"]
+        text += f"; {{rpc=IngestBatch}} by code: {codes_text(by_code) if by_code else 'n/a'}"
+    return text

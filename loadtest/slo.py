@@ -10,6 +10,10 @@ Criteria, each optional, all judged on the whole run (`RunReport.overall`):
 
 A generator that fell behind does not fail the verdict (its lateness is already
 inside the latencies, which count from the intended send times) but is noted.
+
+The verdict is about the searches only. When an ingest ran beside them, the verdict
+says so, with the ingest's outcome (documents offered and committed, batch codes),
+but refused or slow batches do not fail it: judge the ingest from its own report.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class Criterion:
 class Verdict:
     criteria: tuple[Criterion, ...]
     note: str = ""
+    ingest: str = ""  # the outcome of the ingest beside the searches; "": none ran
 
     @property
     def passed(self) -> bool:
@@ -96,10 +101,12 @@ class Verdict:
         lines = [f"SLO verdict: {self.word}"] + [f"  {c.text()}" for c in self.criteria]
         if self.note:
             lines.append(f"  note: {self.note}")
+        lines.append(f"  judged on the searches; beside them: {self.ingest or 'no ingest'}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"verdict": self.word, "criteria": [c.to_dict() for c in self.criteria], "note": self.note}
+        return {"verdict": self.word, "criteria": [c.to_dict() for c in self.criteria], "note": self.note,
+                "judged_on": "searches", "ingest": self.ingest or None}
 
 
 def judge(report: RunReport, slo: SLO) -> Verdict:
@@ -117,4 +124,4 @@ def judge(report: RunReport, slo: SLO) -> Verdict:
         criteria.append(Criterion(f"mean {METRIC} (n={o.ndcg_count} sampled)", mean, slo.min_ndcg, ">=", "",
                                   mean is not None and mean >= slo.min_ndcg))
     note = f"generator fell behind (send lateness p99 {ms(o.lateness.p99)} ms)" if report.generator_behind else ""
-    return Verdict(tuple(criteria), note)
+    return Verdict(tuple(criteria), note, ingest="" if report.ingest is None else report.ingest.outcome())

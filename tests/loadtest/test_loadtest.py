@@ -469,3 +469,25 @@ def test_ndcg_under_load_matches_a_direct_computation(start_server, tmp_path, ca
     # Every 3rd OK answer: the 1st, 4th and 7th of 8.
     assert loadtest_main(base + ["--rate", "8", "--duration", "1", "--quality-sample", "3"]) == 0
     assert json.loads(out.read_text())["overall"]["ndcg@10"]["count"] == 3
+
+
+def test_the_api_key_reaches_a_server_that_requires_keys(start_server, tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from retrieval_svc.auth import hash_token
+
+    token = "rsvc_loadtest-token-0123456789"
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump({"keys": [{"id": "ops", "sha256": hash_token(token), "roles": ["admin:*"]}]}))
+    server, _ = start_server(auth={"keys_file": str(keys)})
+    queries = tmp_path / "queries.txt"
+    queries.write_text("bread in a hot oven\n")
+    for name in ("RETRIEVAL_SVC_TOKEN", "RETRIEVAL_SVC_TLS", "RETRIEVAL_SVC_CA_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    args = ["--target", f"127.0.0.1:{server.port}", "--queries", str(queries), "--rate", "5", "--duration", "1",
+            "--mode", "bm25", "--slo-max-error-ratio", "0"]
+    assert loadtest_main(args) == 1
+    assert "UNAUTHENTICATED=5" in capsys.readouterr().out
+    monkeypatch.setenv("RETRIEVAL_SVC_TOKEN", "")  # restored after the test; --token sets it
+    assert loadtest_main([*args, "--token", token]) == 0
+    assert "OK=5" in capsys.readouterr().out
