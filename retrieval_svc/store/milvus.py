@@ -135,6 +135,9 @@ class MilvusStore:
         prefix = settings.collection_prefix
         self._chunks, self._docs, self._meta = f"{prefix}_chunks", f"{prefix}_documents", f"{prefix}_meta"
         self._flush = settings.flush == "always" or (settings.flush == "auto" and settings.is_lite)
+        if settings.is_lite:
+            # Milvus Lite logs every flush and segment build at INFO.
+            logging.getLogger("milvus_lite").setLevel(logging.WARNING)
         try:
             kwargs: dict[str, Any] = {"uri": settings.uri, "timeout": settings.timeout_seconds}
             if settings.token:
