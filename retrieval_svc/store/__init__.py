@@ -34,7 +34,8 @@ def open_store(settings: "Settings", dimension: int, encoder: EncoderBinding | N
         b = settings.bm25
         tokenizer = make_tokenizer(b.tokenizer, stopwords=b.stopwords, stemmer=b.stemmer or None)
         return MilvusStore(settings.milvus, dimension=dimension, tokenize=tokenizer,
-                           k1=b.k1, b=b.b, prepend_title=settings.chunker.prepend_title, encoder=encoder)
+                           k1=b.k1, b=b.b, prepend_title=settings.chunker.prepend_title, encoder=encoder,
+                           analysis={"tokenizer": tokenizer.spec})
     from retrieval_svc.app import index_factories
 
     return Store(Path(settings.store.path), index_factories(settings, dimension),

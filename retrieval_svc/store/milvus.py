@@ -124,7 +124,9 @@ class MilvusStore:
 
     def __init__(self, settings: MilvusSettings, *, dimension: int, tokenize: Callable[[str], list[str]],
                  k1: float = 1.5, b: float = 0.75, prepend_title: bool = False,
-                 encoder: EncoderBinding | None = None) -> None:
+                 encoder: EncoderBinding | None = None, analysis: dict | None = None) -> None:
+        """`analysis`: what makes the BM25 text and its scores (the tokenizer's spec, k1, b),
+        recorded at first start; a store holding chunks refuses another (StartupError)."""
         from pymilvus import MilvusClient
 
         self.settings = settings
@@ -148,6 +150,8 @@ class MilvusStore:
             self._create_collections()
             if encoder is not None:
                 self._bind_encoder(encoder)
+            if analysis is not None and settings.lexical:
+                self._bind_analysis({**analysis, "k1": k1, "b": b})
         except StartupError:
             raise
         except Exception as exc:
@@ -167,7 +171,9 @@ class MilvusStore:
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
         c = self._client
-        if not c.has_collection(self._chunks):
+        if c.has_collection(self._chunks):
+            self._check_chunks_schema()
+        else:
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("key", DataType.INT64, is_primary=True)
             schema.add_field("chunk_id", DataType.VARCHAR, max_length=256)
@@ -250,6 +256,34 @@ class MilvusStore:
         if stored != encoder:
             self._set_meta("encoder", json.dumps({"name": encoder.name, "revision": encoder.revision,
                                                   "dimension": encoder.dimension}))
+
+    def _bind_analysis(self, analysis: dict) -> None:
+        raw = self._get_meta("analysis")
+        stored = json.loads(raw) if raw is not None else None
+        if stored is not None and stored != analysis:
+            chunks = self._count(self._chunks, "key >= 0")
+            if chunks:
+                raise StartupError(
+                    f"bm25 settings {json.dumps(analysis, sort_keys=True)} differ from those the Milvus store "
+                    f"{self.settings.uri} ({self.settings.collection_prefix}) analyzed its {chunks} chunks with, "
+                    f"{json.dumps(stored, sort_keys=True)}; configure those, or use another "
+                    "milvus.collection_prefix and re-ingest")
+        if stored != analysis:
+            self._set_meta("analysis", json.dumps(analysis, sort_keys=True))
+
+    def _check_chunks_schema(self) -> None:
+        """An existing chunk collection must fit the settings: the vector dimension and BM25."""
+        fields = {f["name"]: f for f in self._client.describe_collection(self._chunks)["fields"]}
+        dim = int(fields["dense"].get("params", {}).get("dim", self.dimension))
+        if dim != self.dimension:
+            raise StartupError(
+                f"the Milvus collection {self._chunks} at {self.settings.uri} holds {dim}-d vectors, the "
+                f"encoder makes {self.dimension}-d ones; use another milvus.collection_prefix")
+        if self.settings.lexical != ("sparse" in fields):
+            made = "with" if "sparse" in fields else "without"
+            raise StartupError(
+                f"milvus.lexical is {str(self.settings.lexical).lower()} but the Milvus collection {self._chunks} "
+                f"was made {made} BM25; set it back or use another milvus.collection_prefix")
 
     def _read_generation(self) -> int:
         return int(self._get_meta("generation") or 0)

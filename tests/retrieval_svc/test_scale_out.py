@@ -98,3 +98,19 @@ def test_an_unreachable_milvus_stops_start_up_naming_the_setting(tmp_path, encod
                              milvus={"uri": "http://127.0.0.1:9", "timeout_seconds": 2.0})
     with pytest.raises(StartupError, match=r"^milvus.uri http://127.0.0.1:9: cannot open the Milvus store"):
         App(settings, encoder=encoder)
+
+
+@pytest.mark.parametrize("changed", [{"bm25": {"stemmer": ""}}, {"bm25": {"k1": 0.9}},
+                                     {"milvus": {"lexical": False}, "search": {"default_mode": "dense"}}])
+def test_a_store_refuses_settings_its_chunks_were_not_made_with(start_server, tmp_path, encoder, changed):
+    from conftest import make_settings
+    from retrieval_svc.app import App
+    from retrieval_svc.errors import StartupError
+
+    sections = {"store": {"backend": "milvus"}, "milvus": {"uri": str(tmp_path / "m.db")}}
+    server, client = start_server(**sections)
+    client.ingest(topic_documents(per_topic=1))
+    server.stop(0)
+    merged = {**sections, **{k: {**sections.get(k, {}), **v} for k, v in changed.items()}}
+    with pytest.raises(StartupError, match="bm25 settings|was made with BM25"):
+        App(make_settings(tmp_path / "unused", **merged), encoder=encoder)
