@@ -6,9 +6,11 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from retrieval_svc import __version__
 from retrieval_svc.batching import DynamicBatcher
 from retrieval_svc.domain import ModelIdentity
 from retrieval_svc.ingest import Ingestor
@@ -18,6 +20,10 @@ from retrieval_svc.settings import Settings, default_encoder_model
 from retrieval_svc.store import DocumentStore, EncoderBinding, open_store
 from retrieval_svc.store.engine import IndexFactories
 from retrieval_svc.telemetry import Telemetry
+from retrieval_svc.tracing import make_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +101,9 @@ class App:
     """Everything `serve` runs, minus the gRPC transport."""
 
     def __init__(self, settings: Settings, *, encoder: Encoder | None = None,
-                 reranker: Reranker | None = None) -> None:
+                 reranker: Reranker | None = None, span_exporter: SpanExporter | None = None) -> None:
+        """`span_exporter` (an opentelemetry SpanExporter) replaces the OTLP exporter when
+        tracing.enabled (tests and benchmarks use an in-memory one)."""
         from chunkers import make_chunker
         from retrieval_svc.evaluation.service import EvaluationRunner
         from retrieval_svc.rerank import RerankStage
@@ -105,6 +113,8 @@ class App:
 
             torch.set_num_threads(settings.server.torch_threads)
         self.settings = settings
+        # First: a missing opentelemetry package stops start-up before the models load.
+        self.tracing = make_tracing(settings.tracing, span_exporter, __version__)
         self.telemetry = Telemetry()
         self.encoder = encoder or load_encoder(settings)
         self.reranker = reranker if reranker is not None else load_reranker(settings)
@@ -147,7 +157,7 @@ class App:
             )
         self.pipeline = SearchPipeline(
             settings, self.store, self._embed_queries, self.encoder.identity, rerank_stage,
-            self.reranker.identity if self.reranker else None, self.telemetry,
+            self.reranker.identity if self.reranker else None, self.telemetry, self.tracing,
         )
         self.evaluations = EvaluationRunner(self.pipeline, self.telemetry, settings, self.store)
         self._passage_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="passage-encoder")
@@ -229,3 +239,4 @@ class App:
             self.rerank_batcher.close()
         self.store.close()
         self.telemetry.close()
+        self.tracing.close()

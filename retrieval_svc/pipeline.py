@@ -1,7 +1,8 @@
 """The search pipeline: encode -> dense and BM25 candidates -> fuse -> rerank -> hits.
 
 Every stage is timed under the names Prometheus uses (encode, dense, bm25, fuse,
-rerank, hydrate, total). Per-call `None` options mean "use the configured default".
+rerank, hydrate, total), and with tracing on is a span of the same name (retrieval_svc.tracing;
+docs/metrics.md, "Tracing"). Per-call `None` options mean "use the configured default".
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from retrieval_svc.rerank import RerankStage
 from retrieval_svc.settings import Settings
 from retrieval_svc.store.base import DocumentMeta, DocumentStore, SearchFilter
 from retrieval_svc.telemetry import Telemetry
+from retrieval_svc.tracing import NO_SPAN, OFF, Span, Tracing
 
 FUSION_METHODS = ("rrf", "minmax", "zscore")
 
@@ -119,6 +121,9 @@ class _Work:
     order: list[tuple[int, float]] = field(default_factory=list)
     rerank_scores: dict[int, StageScore] = field(default_factory=dict)
     fallback_reason: str = ""
+    # The query's span: the Search RPC's, or one of a batch's `search` spans (`own_span`: ended here).
+    span: Span = NO_SPAN
+    own_span: bool = False
 
 
 class SearchPipeline:
@@ -131,6 +136,7 @@ class SearchPipeline:
         rerank_stage: RerankStage | None = None,
         reranker_identity: ModelIdentity | None = None,
         telemetry: Telemetry | None = None,
+        tracing: Tracing = OFF,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -138,6 +144,11 @@ class SearchPipeline:
         self.rerank_stage = rerank_stage
         self.models = tuple(m for m in (encoder_identity, reranker_identity) if m is not None)
         self.telemetry = telemetry
+        self.tracing = tracing
+        # Model identities as span attributes: name@revision.
+        self._encoder_label = f"{encoder_identity.name}@{encoder_identity.revision}"
+        self._reranker_label = (f"{reranker_identity.name}@{reranker_identity.revision}"
+                                if reranker_identity is not None else "")
         self._rerank_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rerank")
 
     def close(self) -> None:
@@ -254,39 +265,80 @@ class SearchPipeline:
 
         The deadline is checked before encoding and before re-ranking: work whose
         caller has gone or whose deadline passed is dropped (DeadlineExceeded or
-        Cancelled)."""
+        Cancelled).
+
+        Spans (tracing on, `observe` only: an evaluation's thousands of searches make none, its
+        RPC span carries the counts): a single search's attributes go on the current span (the
+        Search RPC's), a batch gets one `search` span per query under it; encode is one span for
+        the batch, the other stages one per query, under the query's span."""
         started = time.perf_counter()
         many = len(options) > 1
         work = [_Work(self.resolve(o, f"queries[{i}]" if many else "")) for i, o in enumerate(options)]
         for w in work:
             if not self.store.has_namespace(w.q.namespace):
                 raise NotFound(f"namespace {w.q.namespace!r} does not exist")
-        deadline.check("encoding the query")
-        self._encode([w for w in work if w.q.mode != SearchMode.BM25])
-        for w in work:
-            self._retrieve(w)
-        reranking = [w for w in work if w.q.rerank and w.fused]
-        if reranking:
-            deadline.check("re-ranking")
-        rerank = functools.partial(self._rerank, observe=observe)
-        if len(reranking) > 1:
-            list(self._rerank_pool.map(rerank, reranking))
-        else:
-            for w in reranking:
-                rerank(w)
-        total = time.perf_counter() - started
-        results = []
-        for w in work:
-            w.timings["total"] = total if many else time.perf_counter() - started
-            results.append(self._result(w, observe, observe_total=not batch))
-        return results
+        tracing = self.tracing if observe else OFF
+        if tracing.enabled:
+            self._open_spans(work, tracing, batch)
+        try:
+            deadline.check("encoding the query")
+            self._encode([w for w in work if w.q.mode != SearchMode.BM25], tracing,
+                         None if batch else work[0].span)
+            for w in work:
+                self._retrieve(w, tracing)
+            reranking = [w for w in work if w.q.rerank and w.fused]
+            if reranking:
+                deadline.check("re-ranking")
+            rerank = functools.partial(self._rerank, observe=observe, tracing=tracing)
+            if len(reranking) > 1:
+                list(self._rerank_pool.map(rerank, reranking))
+            else:
+                for w in reranking:
+                    rerank(w)
+            total = time.perf_counter() - started
+            results = []
+            for w in work:
+                w.timings["total"] = total if many else time.perf_counter() - started
+                results.append(self._result(w, observe, observe_total=not batch))
+            return results
+        finally:
+            for w in work:
+                if w.own_span:
+                    w.span.end()
 
-    def _encode(self, work: list[_Work]) -> None:
+    def _open_spans(self, work: list[_Work], tracing: Tracing, batch: bool) -> None:
+        """Give each query its span and the attributes known before it runs."""
+        current = tracing.current()
+        for w in work:
+            # A search outside any RPC (a direct caller of the pipeline) gets a span of its own too.
+            if batch or not current.is_recording():
+                w.span, w.own_span = tracing.start("search", current), True
+            else:
+                w.span = current
+            if not w.span.is_recording():
+                continue
+            q = w.q
+            w.span.set_attributes({
+                "retrieval.request_id": q.request_id, "retrieval.namespace": q.namespace,
+                "retrieval.mode": q.mode.value, "retrieval.k": q.k, "retrieval.rerank": q.rerank,
+            })
+            if q.mode == SearchMode.HYBRID:
+                w.span.set_attribute("retrieval.fusion", q.fusion)
+            if q.mode != SearchMode.BM25:
+                w.span.set_attribute("retrieval.encoder", self._encoder_label)
+            if q.rerank:
+                w.span.set_attribute("retrieval.reranker", self._reranker_label)
+
+    def _encode(self, work: list[_Work], tracing: Tracing = OFF, parent: Span | None = None) -> None:
+        """One encoder call for all of `work`; its span is under `parent` (default: the current span)."""
         if not work:
             return
         t = time.perf_counter()
         prefix = self.settings.encoder.query_prefix
-        vectors = self.embed_queries([prefix + w.q.query for w in work])
+        with tracing.stage("encode", parent) as span:
+            vectors = self.embed_queries([prefix + w.q.query for w in work])
+            if span.is_recording():
+                span.set_attributes({"retrieval.encoder": self._encoder_label, "retrieval.query_count": len(work)})
         elapsed = time.perf_counter() - t
         if len(vectors) != len(work):
             raise RuntimeError(f"the encoder returned {len(vectors)} vectors for {len(work)} queries")
@@ -294,7 +346,7 @@ class SearchPipeline:
             w.vector = v
             w.timings["encode"] = elapsed
 
-    def _retrieve(self, w: _Work) -> None:
+    def _retrieve(self, w: _Work, tracing: Tracing = OFF) -> None:
         q = w.q
         now = time.time()
         where = SearchFilter.of(q.filters, now - q.max_age_seconds if q.max_age_seconds else None)
@@ -304,21 +356,32 @@ class SearchPipeline:
                 t = time.perf_counter()
                 if w.vector is None:
                     raise RuntimeError("dense retrieval before the query was encoded")
-                w.dense = reader.dense(q.namespace, w.vector, q.dense_candidates, where)
+                with tracing.stage("dense", w.span) as span:
+                    w.dense = reader.dense(q.namespace, w.vector, q.dense_candidates, where)
+                    span.set_attribute("retrieval.candidate_count", len(w.dense))
+                w.span.set_attribute("retrieval.dense.candidate_count", len(w.dense))
                 w.timings["dense"] = time.perf_counter() - t
             if q.mode != SearchMode.DENSE:
                 t = time.perf_counter()
-                w.bm25 = reader.lexical(q.namespace, q.query, q.bm25_candidates, where)
+                with tracing.stage("bm25", w.span) as span:
+                    w.bm25 = reader.lexical(q.namespace, q.query, q.bm25_candidates, where)
+                    span.set_attribute("retrieval.candidate_count", len(w.bm25))
+                w.span.set_attribute("retrieval.bm25.candidate_count", len(w.bm25))
                 w.timings["bm25"] = time.perf_counter() - t
             t = time.perf_counter()
-            w.fused = self._fuse(w)
+            with tracing.stage("fuse", w.span) as span:
+                w.fused = self._fuse(w)
+                span.set_attribute("retrieval.candidate_count", len(w.fused))
+            w.span.set_attribute("retrieval.fused.candidate_count", len(w.fused))
             w.timings["fuse"] = time.perf_counter() - t
             t = time.perf_counter()
             # Only what can be served or re-ranked is read from the ledger; recency decay
             # can promote any candidate, so it needs them all.
             needed = len(w.fused) if q.recency_weight else max(q.k, q.rerank_top_n if q.rerank else 0)
             w.fused = w.fused[:needed]
-            w.chunks, w.docs = reader.hydrate(q.namespace, [c.key for c in w.fused])
+            with tracing.stage("hydrate", w.span) as span:
+                w.chunks, w.docs = reader.hydrate(q.namespace, [c.key for c in w.fused])
+                span.set_attribute("retrieval.chunk_count", len(w.chunks))
             w.timings["hydrate"] = time.perf_counter() - t
         w.fused = [c for c in w.fused if c.key in w.chunks]
         if q.recency_weight and q.recency_half_life_seconds:  # resolve() checked both
@@ -334,12 +397,19 @@ class SearchPipeline:
         fuser = make_fuser(q.fusion, rrf_k=q.rrf_k)
         return fuser.fuse({"dense": w.dense, "bm25": w.bm25}, q.weights)
 
-    def _rerank(self, w: _Work, observe: bool = True) -> None:
+    def _rerank(self, w: _Work, observe: bool = True, tracing: Tracing = OFF) -> None:
         t = time.perf_counter()
         texts = {key: chunk.text for key, chunk in w.chunks.items()}
         if self.rerank_stage is None:
             raise FailedPrecondition("re-ranking was requested but no reranker is configured (reranker.model)")
-        outcome = self.rerank_stage.rerank(w.q.query, w.fused, texts, w.q.rerank_top_n)
+        # On a re-rank pool thread for a batch: the query's span is the parent, not this thread's context.
+        with tracing.stage("rerank", w.span) as span:
+            outcome = self.rerank_stage.rerank(w.q.query, w.fused, texts, w.q.rerank_top_n)
+            if span.is_recording():
+                span.set_attributes({"retrieval.reranker": self._reranker_label,
+                                     "retrieval.candidate_count": 0 if outcome.fallback else outcome.reranked_count})
+                if outcome.fallback:
+                    span.set_attribute("retrieval.rerank_fallback_reason", outcome.reason)
         w.timings["rerank"] = time.perf_counter() - t
         if outcome.fallback:
             w.fallback_reason = outcome.reason
@@ -369,6 +439,12 @@ class SearchPipeline:
                     staleness_seconds=max(0.0, now - chunk.source_updated_at),
                 )
             )
+        if w.span.is_recording():
+            w.span.set_attributes({"retrieval.hit_count": len(hits), "retrieval.index_generation": w.generation})
+            if q.rerank:
+                w.span.set_attribute("retrieval.reranked.candidate_count", len(w.rerank_scores))
+            if w.fallback_reason:
+                w.span.set_attribute("retrieval.rerank_fallback_reason", w.fallback_reason)
         if self.telemetry and observe:
             timings = w.timings if observe_total else {s: v for s, v in w.timings.items() if s != "total"}
             self.telemetry.observe_stages(q.mode.value, timings)

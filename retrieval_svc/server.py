@@ -403,7 +403,8 @@ def _audit_commit(rpc: str, principal: Principal, namespaces: Iterable[str], res
 def _rpc(name: str, pool: str | None = None, timed: bool = True):
     """Count, time and map errors of one RPC method; authenticate the caller and check its
     ACCESS_RULES entry before admission; admit it through `pool` (`timed`: see Pool.slot);
-    give it the caller's deadline. The method is called as
+    give it the caller's deadline; trace it (a span under the caller's trace context, when
+    tracing is on: retrieval_svc.tracing). The method is called as
     method(self, request, context, deadline), plus principal=... when it has a `principal`
     parameter. A call that finishes after its deadline is counted as DEADLINE_EXCEEDED (what
     its caller saw) and as an overrun."""
@@ -416,47 +417,51 @@ def _rpc(name: str, pool: str | None = None, timed: bool = True):
             started = time.perf_counter()
             code = "OK"
             deadline = _deadline(context)
-            telemetry = self.app.telemetry
+            telemetry, tracing = self.app.telemetry, self.app.tracing
             rule = ACCESS_RULES.get(f"/{self.service}/{name}")
             principal = None
             namespaces = set()  # those the request names, for the audit line of a refusal
-            try:
-                with self.calls:
-                    principal = self.gate.principal(context)
-                    if rule is None:
-                        raise PermissionDenied(f"{name} has no access rule; it is refused to everyone")
-                    request = _authorized(rule, principal, request, namespaces)
-                    extra = {"principal": principal} if wants_principal else {}
-                    if pool is None:
-                        result = method(self, request, context, deadline, **extra)
-                    else:
-                        with self.pools[pool].slot(deadline, timed=timed):
+            # The span is current while the method runs, so the pipeline's stage spans nest under it.
+            with tracing.rpc(self.service, name, context.invocation_metadata()) as span:
+                try:
+                    with self.calls:
+                        principal = self.gate.principal(context)
+                        if rule is None:
+                            raise PermissionDenied(f"{name} has no access rule; it is refused to everyone")
+                        request = _authorized(rule, principal, request, namespaces)
+                        extra = {"principal": principal} if wants_principal else {}
+                        if pool is None:
                             result = method(self, request, context, deadline, **extra)
-                if deadline.expired():
-                    code = "DEADLINE_EXCEEDED"
-                    telemetry.deadline_overruns.labels(name).inc()
-                return result
-            except RetrievalError as exc:
-                code = exc.code if context.is_active() or exc.code == "DEADLINE_EXCEEDED" else "CANCELLED"
-                # Calls without a valid key are only counted (retrieval_requests_total): logging
-                # each would let anyone fill the disk.
-                if rule is not None and rule.audit and principal is not None and isinstance(exc, PermissionDenied):
-                    audit.warning("%s refused key=%s namespaces=%s code=%s", name, principal.key_id,
-                                  ",".join(sorted(_shown(n) for n in namespaces)), exc.code)
-                context.abort_with_status(_status(exc))
-            except grpc.RpcError:
-                code = context.code().name if context.code() else "CANCELLED"
-                raise
-            except Exception as exc:  # never crash the server; say what failed
-                if not context.is_active():
-                    code = "CANCELLED"
+                        else:
+                            with self.pools[pool].slot(deadline, timed=timed):
+                                result = method(self, request, context, deadline, **extra)
+                    if deadline.expired():
+                        code = "DEADLINE_EXCEEDED"
+                        telemetry.deadline_overruns.labels(name).inc()
+                    return result
+                except RetrievalError as exc:
+                    code = exc.code if context.is_active() or exc.code == "DEADLINE_EXCEEDED" else "CANCELLED"
+                    # Calls without a valid key are only counted (retrieval_requests_total): logging
+                    # each would let anyone fill the disk.
+                    if (rule is not None and rule.audit and principal is not None
+                            and isinstance(exc, PermissionDenied)):
+                        audit.warning("%s refused key=%s namespaces=%s code=%s", name, principal.key_id,
+                                      ",".join(sorted(_shown(n) for n in namespaces)), exc.code)
+                    context.abort_with_status(_status(exc))
+                except grpc.RpcError:
+                    code = context.code().name if context.code() else "CANCELLED"
                     raise
-                code = "INTERNAL"
-                log.exception("%s failed", name)
-                context.abort(grpc.StatusCode.INTERNAL, f"{name} failed: {type(exc).__name__}: {exc}")
-            finally:
-                telemetry.requests.labels(name, code).inc()
-                telemetry.request_duration.labels(name).observe(time.perf_counter() - started)
+                except Exception as exc:  # never crash the server; say what failed
+                    if not context.is_active():
+                        code = "CANCELLED"
+                        raise
+                    code = "INTERNAL"
+                    log.exception("%s failed", name)
+                    context.abort(grpc.StatusCode.INTERNAL, f"{name} failed: {type(exc).__name__}: {exc}")
+                finally:
+                    tracing.finish_rpc(span, code)
+                    telemetry.requests.labels(name, code).inc()
+                    telemetry.request_duration.labels(name).observe(time.perf_counter() - started)
 
         return handler
 
@@ -560,6 +565,7 @@ class RetrievalServicer(_Servicer):
                 options.append(options_from_pb(q))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"queries[{i}]: {exc}") from None
+        self.app.tracing.current().set_attribute("retrieval.query_count", len(options))
         results = self.app.pipeline.search_many(options, deadline=deadline)
         return pb.BatchSearchResponse(results=[result_to_pb(r) for r in results])
 
@@ -662,7 +668,15 @@ class EvaluationServicer(_Servicer):
             raise NotFound(f"query set {request.query_set!r} is not registered or configured")
         if not principal.allows("admin", owner):
             raise _denied(principal, "admin", owner)
-        return self.app.evaluations.evaluate_pb(request, deadline)
+        response = self.app.evaluations.evaluate_pb(request, deadline)
+        # The evaluation's searches make no spans of their own (thousands per run): its counts do.
+        span = self.app.tracing.current()
+        if span.is_recording():
+            span.set_attributes({
+                "retrieval.query_set": response.query_set, "retrieval.namespace": owner,
+                "retrieval.query_count": response.queries_evaluated, "retrieval.stage_count": len(response.stages),
+                "retrieval.search_count": response.queries_evaluated * len(response.stages)})
+        return response
 
 
 def _generic_handler(service_name: str, file_descriptor, servicer) -> grpc.GenericRpcHandler:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Mapping
@@ -370,6 +371,45 @@ class TlsSettings(_Section):
         return self
 
 
+def _otlp_endpoint(value: str) -> str:
+    if value and not re.fullmatch(r"https?://[^\s/]+/?", value):
+        raise ValueError('must be http://host:port (plaintext), https://host:port (TLS) or "" (the '
+                         "OTEL_EXPORTER_OTLP_ENDPOINT default)")
+    return value
+
+
+def _metadata_name(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
+        raise ValueError("a header name must be lower-case letters, digits, '-', '_' or '.' (gRPC metadata)")
+    return name
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry spans for each RPC and search stage (docs/metrics.md, "Tracing"), exported
+    over OTLP/gRPC; a caller's W3C trace context (traceparent metadata) is continued."""
+
+    # Off: no spans, and no tracer on the request path.
+    enabled: bool = False
+    # The collector: http://host:4317 (plaintext) or https://host:4317 (TLS). "" = the
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT variable, else
+    # http://localhost:4317.
+    otlp_endpoint: Annotated[str, AfterValidator(_otlp_endpoint)] = ""
+    # gRPC metadata sent with every export (a tracing backend's API key, say); lower-case names.
+    # Values are masked in Info's config_json; prefer RETRIEVAL_SVC_TRACING__OTLP_HEADERS__<NAME>.
+    otlp_headers: dict[Annotated[str, AfterValidator(_metadata_name)], Text] = Field(default_factory=dict)
+    # service.name of the spans: how the tracing backend names this service.
+    service_name: Annotated[Text, AfterValidator(_not_blank)] = "retrieval-svc"
+    # Share of the traces that start here (callers without a traceparent) that are recorded.
+    # A caller's own sampling decision is followed, so an agent's sampled trace is complete.
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
 class Settings(BaseSettings):
     """Every setting, by section. Immutable; `replace` returns a validated copy."""
 
@@ -393,6 +433,7 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings = EvaluationSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
@@ -433,10 +474,11 @@ class Settings(BaseSettings):
         return self
 
     def to_json(self) -> str:
-        """The settings as JSON, secrets (milvus.token) masked."""
+        """The settings as JSON, secrets (milvus.token, tracing.otlp_headers values) masked."""
         data = self.model_dump(mode="json")
         if data["milvus"]["token"]:
             data["milvus"]["token"] = "***"
+        data["tracing"]["otlp_headers"] = {name: "***" for name in data["tracing"]["otlp_headers"]}
         return json.dumps(data, sort_keys=True)
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
@@ -497,9 +539,12 @@ def _first_error(error: ValidationError) -> str:
 
 def dotted_location(loc: tuple[int | str, ...]) -> str:
     """A pydantic error location as a key: ('evaluation', 'query_sets', 0, 'level') ->
-    'evaluation.query_sets[0].level'."""
+    'evaluation.query_sets[0].level'. A mapping's key that failed its own rule is the last part
+    (pydantic adds "[key]" after it)."""
     out = ""
     for part in loc:
+        if part == "[key]":
+            continue
         out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
     return out
 
@@ -633,6 +678,7 @@ __all__ = [
     "SettingsError",
     "StoreSettings",
     "TlsSettings",
+    "TracingSettings",
     "default_encoder_model",
     "dotted_location",
     "load_settings",
