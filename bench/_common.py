@@ -1,7 +1,7 @@
 """Shared plumbing for the service benchmarks (quality, ingest_throughput, latency).
 
 Every benchmark starts the real service in-process (App + Server on
-127.0.0.1, port 0) and talks to it only through `RetrievalClient`, so the
+127.0.0.1, port 0) and talks to it only through `ProtoClient`, so the
 numbers include protobuf (de)serialisation and the gRPC transport. Caches
 (stores, the tiny cross-encoder, result files) live under bench/.cache/,
 which git ignores.
@@ -43,7 +43,7 @@ Measured numbers for retrieval-svc. Each section below is written by the script
 named in it (`--write-doc` replaces only that script's section, between its
 `<!-- BEGIN ... -->` / `<!-- END ... -->` markers); add new sections the same way.
 Every benchmark runs the real server in-process on 127.0.0.1 (port 0) and talks
-to it only through `retrieval_svc.client.RetrievalClient` (gRPC), unless the
+to it only through `retrieval_svc.client.ProtoClient` (gRPC), unless the
 section says otherwise.
 """
 
@@ -195,14 +195,14 @@ def running_service(settings, *, encoder=None, reranker=None,
                     client_timeout: float | None = 600.0) -> Iterator[tuple[object, object]]:
     """Start App + Server on 127.0.0.1:0; yield (server, client); stop both."""
     from retrieval_svc.app import App
-    from retrieval_svc.client import RetrievalClient
+    from retrieval_svc.client import ProtoClient
     from retrieval_svc.server import Server
 
     if settings.server.host != "127.0.0.1":
         raise ValueError("benchmarks only listen on 127.0.0.1")
     app = App(settings, encoder=encoder, reranker=reranker)
     server = Server(app).start()
-    client = RetrievalClient(f"127.0.0.1:{server.port}", timeout=client_timeout)
+    client = ProtoClient(f"127.0.0.1:{server.port}", timeout=client_timeout)
     try:
         client.wait_ready(60)
         yield server, client

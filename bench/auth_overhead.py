@@ -36,11 +36,11 @@ SIDES = ("open", "keys", "keys+TLS")
 @contextlib.contextmanager
 def _server(settings, encoder, **client_options):
     from retrieval_svc.app import App
-    from retrieval_svc.client import RetrievalClient
+    from retrieval_svc.client import ProtoClient
     from retrieval_svc.server import Server
 
     server = Server(App(settings, encoder=encoder)).start()
-    client = RetrievalClient(f"127.0.0.1:{server.port}", timeout=600, **client_options)
+    client = ProtoClient(f"127.0.0.1:{server.port}", timeout=600, **client_options)
     try:
         client.wait_ready(60)
         yield client

@@ -27,6 +27,7 @@ import grpc
 from loadtest.queries import RequestPlan
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
+from retrieval_svc.client import ENV_CA_FILE, ENV_TLS, ENV_TOKEN
 
 CLIENT_CANCELLED = "CLIENT_CANCELLED"  # still outstanding when the run's wait ran out
 
@@ -151,9 +152,8 @@ async def open_channels(target: str, count: int = 1, connect_timeout_s: float = 
             await channel.close()
 
 
-# The same variables as retrieval-svc's client commands; `python -m loadtest --token/--tls/
-# --ca-file` set them.
-ENV_TOKEN, ENV_TLS, ENV_CA_FILE = "RETRIEVAL_SVC_TOKEN", "RETRIEVAL_SVC_TLS", "RETRIEVAL_SVC_CA_FILE"
+# ENV_TOKEN, ENV_TLS, ENV_CA_FILE: the variables of retrieval-svc's client commands;
+# `python -m loadtest --token/--tls/--ca-file` set them.
 
 
 class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):

@@ -1,22 +1,28 @@
-"""`retrieval-svc`: serve, ingest, search, info, eval.
+"""`retrieval-svc`: serve, ingest, search, get, delete, namespaces, info, eval, keys.
 
     retrieval-svc serve [--config FILE] [--port N] [--data DIR]
     retrieval-svc ingest PATH [--namespace NS] [--batch-size N] [--on-error skip|stop] [--dead-letter FILE]
                               [--allow-rejects] [--resume-from N] [--target HOST:PORT]
-    retrieval-svc search "query" [--k N] [--mode hybrid|dense|bm25] [--rerank] [--json]
-    retrieval-svc info
-    retrieval-svc eval (--set NAME | --beir DIR [--split test]) [--ks 1,5,10] [--json OUT] [--report DIR]
+    retrieval-svc search "query" [--k N] [--mode dense|bm25|hybrid] [--filter KEY=V1|V2] [--rerank] [--json]
+    retrieval-svc get DOC_ID [--namespace NS] [--chunks] | get --chunk CHUNK_ID
+    retrieval-svc delete DOC_ID... [--namespace NS]
+    retrieval-svc namespaces | info
+    retrieval-svc eval (--set NAME | --beir DIR [--split test]) [--ks 1,5,10] [--json [FILE]] [--report DIR]
     retrieval-svc keys new --id ID --role ROLE:NAMESPACE_GLOB [--role ...] | keys hash | keys check FILE
 
-Client commands take --tls, --ca-file, --token, --cert-file/--key-file (mTLS), also from
-RETRIEVAL_SVC_TLS, RETRIEVAL_SVC_CA_FILE, RETRIEVAL_SVC_TOKEN, RETRIEVAL_SVC_CERT_FILE and
-RETRIEVAL_SVC_KEY_FILE (docs/security.md).
+Client commands take --target, --tls, --ca-file, --token, --cert-file/--key-file (mTLS), also from
+RETRIEVAL_SVC_TARGET, RETRIEVAL_SVC_TLS, RETRIEVAL_SVC_CA_FILE, RETRIEVAL_SVC_TOKEN,
+RETRIEVAL_SVC_CERT_FILE and RETRIEVAL_SVC_KEY_FILE (docs/security.md), and --json: the result as
+JSON on stdout, snake_case keys, numbers as numbers, instants as ISO 8601 UTC strings. They need
+only the client's dependencies (`pip install retrieval-svc`); serve, evaluate-scheduled and keys
+need the server's (`pip install "retrieval-svc[server]"`).
 """
 
 from __future__ import annotations
 
 import argparse
 import faulthandler
+import importlib.util
 import json
 import logging
 import os
@@ -24,26 +30,164 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import grpc
+
+    from retrieval_svc.client import RetrievalClient, RetrievalError
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_DENIED = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = """\
+exit codes (ingest has its own: retrieval-svc ingest --help):
+  0    done
+  1    the server failed the call (INTERNAL, UNKNOWN, ...)
+  2    bad usage or input: a flag, a file, a missing dependency, or a request the server
+       refused as invalid (INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS, a limit)
+  3    not found (NOT_FOUND: no such namespace, document, chunk or query set)
+  4    unavailable: no server answered, it was at capacity, or the deadline passed
+       (UNAVAILABLE, RESOURCE_EXHAUSTED with a retry delay, DEADLINE_EXCEEDED)
+  5    not allowed (UNAUTHENTICATED, PERMISSION_DENIED)
+  130  interrupted
+"""
+
+SERVER_EXTRA = "retrieval-svc[server]"
+# Module -> distribution, of what the server needs beyond the client (pyproject.toml, the
+# `server` extra); checked before a server command imports anything.
+SERVER_MODULES = {
+    "torch": "torch", "sentence_transformers": "sentence-transformers", "faiss": "faiss-cpu",
+    "numpy": "numpy", "pydantic_settings": "pydantic-settings", "yaml": "pyyaml",
+    "prometheus_client": "prometheus-client", "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
+}
+KEYS_MODULES = {"yaml": "pyyaml", "pydantic_settings": "pydantic-settings"}
+
+
+def _missing_dependencies(command: str, modules: dict[str, str]) -> int | None:
+    """Exit 2 with a message naming what to install when a module of `modules` is missing."""
+    missing = [dist for module, dist in modules.items() if importlib.util.find_spec(module) is None]
+    if not missing:
+        return None
+    print(f"retrieval-svc {command}: needs the server's dependencies, and {', '.join(missing)} "
+          f"{'is' if len(missing) == 1 else 'are'} not installed; install them with\n"
+          f"  pip install \"{SERVER_EXTRA}\"\n"
+          "(on a CPU machine, install torch's CPU build first: README, \"Installing on a GPU machine\" "
+          "says how for CUDA). The client commands (ingest, search, get, delete, namespaces, info, eval) "
+          "work without them.", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _target(args) -> str:
     return args.target or os.environ.get("RETRIEVAL_SVC_TARGET") or DEFAULT_TARGET
 
 
+def _security(args) -> dict[str, Any]:
+    return {"token": args.token, "tls": args.tls or None, "ca_file": args.ca_file, "cert_file": args.cert_file,
+            "key_file": args.key_file, "server_name": args.tls_server_name}
+
+
 def _connect(args, timeout: float | None = 60.0):
-    """A RetrievalClient for the client flags, falling back to the RETRIEVAL_SVC_* environment
-    variables (client.RetrievalClient.from_environment). ValueError for unreadable files."""
+    """A ProtoClient (protobuf in and out) for the client flags, falling back to the
+    RETRIEVAL_SVC_* environment variables. ValueError for unreadable files."""
+    from retrieval_svc.client import ProtoClient
+
+    return ProtoClient.from_environment(_target(args), timeout, **_security(args))
+
+
+def _client(args) -> "RetrievalClient":
+    """A RetrievalClient (typed results) for the client flags, as _connect; `--timeout`, when
+    given, is the deadline of its calls."""
     from retrieval_svc.client import RetrievalClient
 
-    return RetrievalClient.from_environment(
-        _target(args), timeout, token=args.token, tls=args.tls or None, ca_file=args.ca_file,
-        cert_file=args.cert_file, key_file=args.key_file, server_name=args.tls_server_name)
+    timeouts = {} if getattr(args, "timeout", None) is None else {"timeout": args.timeout}
+    return RetrievalClient.from_environment(_target(args), **_security(args), **timeouts)
+
+
+def _rpc_failure(command: str, exc: "grpc.RpcError", target: str) -> int:
+    """Print a failed call the way a person can act on it; the exit code of its class."""
+    import grpc
+
+    from retrieval_svc.client import from_rpc_error
+
+    error: RetrievalError = from_rpc_error(exc)
+    code = error.code()
+    prefix = f"retrieval-svc {command}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        print(f"{prefix}: no server answers at {target} ({error.message}).\n"
+              "Start one with `retrieval-svc serve`, or point --target HOST:PORT (or RETRIEVAL_SVC_TARGET) "
+              "at a running one; a TLS server also needs --tls or --ca-file.", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(f"{prefix}: {code.name}: {error.message}", file=sys.stderr)
+    for violation in error.field_violations:
+        print(f"  {violation.field}: {violation.description}", file=sys.stderr)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        print("give an API key in RETRIEVAL_SVC_TOKEN (or --token); docs/security.md", file=sys.stderr)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        print("the call's deadline passed; give it longer with --timeout SECONDS", file=sys.stderr)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return EXIT_NOT_FOUND
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return EXIT_UNAVAILABLE
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return EXIT_UNAVAILABLE if error.retry_after_seconds is not None else EXIT_USAGE
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return EXIT_DENIED
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def _with_client(args, command: str, run: Callable[["RetrievalClient"], int]) -> int:
+    """run(client) for a client command, its failures turned into a message and an exit code."""
+    import grpc
+
+    try:
+        with _client(args) as client:
+            return run(client)
+    except (ValueError, TypeError) as exc:
+        print(f"retrieval-svc {command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except grpc.RpcError as exc:
+        return _rpc_failure(command, exc, _target(args))
+
+
+def _json_default(value: object) -> object:
+    from datetime import datetime, timezone
+
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _print_json(value: object) -> None:
+    """A client result (dataclasses, mappings, sequences) as JSON: the dataclasses' snake_case
+    field names, ints as numbers, datetimes as ISO 8601 UTC strings."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    elif isinstance(value, (list, tuple)):
+        value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
+                 for v in value]
+    print(json.dumps(value, indent=2, default=_json_default))
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def cmd_serve(args) -> int:
+    missing = _missing_dependencies("serve", SERVER_MODULES)
+    if missing is not None:
+        return missing
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from retrieval_svc.app import App
@@ -102,6 +246,9 @@ def cmd_serve(args) -> int:
 def cmd_evaluate_scheduled(args) -> int:
     """One round of the configured evaluations over a shared store, for a Kubernetes CronJob:
     replicas then export the stored results, so it runs once, not once per replica."""
+    missing = _missing_dependencies("evaluate-scheduled", SERVER_MODULES)
+    if missing is not None:
+        return missing
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from retrieval_svc.app import App
@@ -192,8 +339,32 @@ def _resume_command(args, resume_from: int, dead_letter: Path | None) -> str:
     return shlex.join([*argv, "--resume-from", str(resume_from)])
 
 
+class _Progress:
+    """The progress bar where tqdm is not installed (a client-only install): none; notes go
+    to stderr."""
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    @staticmethod
+    def write(line: str, file=None) -> None:
+        print(line, file=file or sys.stderr)
+
+
 def cmd_ingest(args) -> int:
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = _Progress  # type: ignore[assignment,misc]
 
     from retrieval_svc.client import RetryPolicy
     from retrieval_svc.ingest_job import DeadLetterFile, IngestJob, Outcome
@@ -248,83 +419,184 @@ def cmd_ingest(args) -> int:
         print("fix that record and resume with:\n  " + _resume_command(args, report.next_record, written)
               + f"\n(or leave it out: --resume-from {report.next_record + 1})", file=sys.stderr)
         return 2
+    if report.error.startswith("UNAVAILABLE") and not report.records:
+        print(f"no server answers at {_target(args)}? Start one with `retrieval-svc serve`, or point --target "
+              "HOST:PORT (or RETRIEVAL_SVC_TARGET) at a running one.", file=sys.stderr)
     print("the records before it are committed; resume with:\n  "
           + _resume_command(args, report.next_record, written), file=sys.stderr)
     return {Outcome.SERVER_ERROR: 1, Outcome.INPUT_ERROR: 2}.get(report.outcome, 130)
 
 
+def _filters(specs: list[str] | None) -> dict[str, list[str]]:
+    """--filter KEY=V1|V2 flags as a filters mapping; ValueError for a malformed one."""
+    filters: dict[str, list[str]] = {}
+    for spec in specs or ():
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"--filter {spec!r}: give KEY=VALUE, or KEY=V1|V2 for any of several values")
+        if key in filters:
+            raise ValueError(f"--filter {key} is given twice; give its values once: {key}=V1|V2")
+        filters[key] = values.split("|")
+    return filters
+
+
 def cmd_search(args) -> int:
-    import grpc
-    from google.protobuf.json_format import MessageToDict
+    from retrieval_svc.client import SearchOptions
 
-    from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
-
-    fields = {"namespace": args.namespace, "k": args.k,
-              "mode": pb.SearchMode.Value(f"SEARCH_MODE_{args.mode.upper()}")}
-    if args.rerank is not None:
-        fields["rerank"] = args.rerank
+    options: SearchOptions = {"namespace": args.namespace}
+    if args.k is not None:
+        options["k"] = args.k
+    if args.mode:
+        options["mode"] = args.mode
     if args.fusion:
-        fields["fusion"] = pb.FusionMethod.Value(f"FUSION_METHOD_{args.fusion.upper()}")
-    if args.filter:
-        clauses = []
-        for spec in args.filter:
-            key, _, values = spec.partition("=")
-            clauses.append(pb.FilterClause(key=key, any_of=values.split("|") if values else []))
-        fields["filters"] = clauses
+        options["fusion"] = args.fusion
+    if args.rerank is not None:
+        options["rerank"] = args.rerank
     try:
-        with _connect(args) as client:
-            resp = client.search(args.query, **fields)
+        if args.filter:
+            options["filters"] = _filters(args.filter)
     except ValueError as exc:
         print(f"retrieval-svc search: {exc}", file=sys.stderr)
-        return 2
-    except grpc.RpcError as exc:
-        print(f"retrieval-svc search: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(MessageToDict(resp), indent=2))
-        return 0
-    timings = " ".join(f"{t.stage}={t.seconds * 1000:.1f}ms" for t in resp.timings)
-    print(f"request {resp.request_id}  generation {resp.index_generation}  {timings}")
-    for h in resp.hits:
-        lineage = []
-        for name in ("dense", "bm25", "fused", "rerank"):
-            if h.HasField(name):
-                s = getattr(h, name)
-                lineage.append(f"{name}#{s.rank}={s.score:.3f}")
-        text = " ".join(h.text.split())
-        print(f"{h.rank:>3}. {h.score:8.4f}  {h.doc_id} [{h.start_char}:{h.end_char}]  {' '.join(lineage)}")
-        print(f"      {text[:160]}{'…' if len(text) > 160 else ''}")
-    return 0
+        return EXIT_USAGE
+
+    def run(client: RetrievalClient) -> int:
+        result = client.search(args.query, **options)
+        if args.json:
+            _print_json(result)
+            return EXIT_OK
+        timings = " ".join(f"{stage}={seconds * 1000:.1f}ms" for stage, seconds in result.timings.items())
+        print(f"request {result.request_id}  generation {result.index_generation}  {timings}")
+        if not result.hits:
+            print("no hits")
+        for h in result.hits:
+            lineage = [f"{name}#{stage.rank}={stage.score:.3f}"
+                       for name in ("dense", "bm25", "fused", "rerank")
+                       if (stage := getattr(h.lineage, name)) is not None]
+            text = " ".join(h.text.split())
+            print(f"{h.rank:>3}. {h.score:8.4f}  {h.doc_id} [{h.start_char}:{h.end_char}]  {' '.join(lineage)}")
+            print(f"      {text[:160]}{'…' if len(text) > 160 else ''}")
+        return EXIT_OK
+
+    return _with_client(args, "search", run)
+
+
+def _when(value) -> str:
+    return "-" if value is None else _json_default(value)  # type: ignore[return-value]
+
+
+def cmd_get(args) -> int:
+    if bool(args.doc_id) == bool(args.chunk):
+        print("retrieval-svc get: give a DOC_ID, or --chunk CHUNK_ID", file=sys.stderr)
+        return EXIT_USAGE
+
+    def run(client: RetrievalClient) -> int:
+        if args.chunk:
+            chunk = client.get_chunk(args.chunk)
+            if args.json:
+                _print_json(chunk)
+                return EXIT_OK
+            print(f"chunk {chunk.chunk_id}: {chunk.namespace}/{chunk.doc_id} #{chunk.ordinal} "
+                  f"[{chunk.start_char}:{chunk.end_char}], {_count(chunk.token_count, 'token', 'tokens')}")
+            print(f"source updated {_when(chunk.source_updated_at)}, first indexed {_when(chunk.first_indexed_at)}, "
+                  f"last verified {_when(chunk.last_verified_at)}")
+            print(chunk.text)
+            return EXIT_OK
+        doc = client.get_document(args.doc_id, namespace=args.namespace, include_chunks=args.chunks)
+        if args.json:
+            _print_json(doc)
+            return EXIT_OK
+        title = f"  {doc.title!r}" if doc.title else ""
+        print(f"{doc.namespace}/{doc.doc_id}{title}: {_count(doc.chunk_count, 'chunk', 'chunks')}, "
+              f"content sha256 {doc.content_hash[:16]}")
+        if doc.source_uri:
+            print(f"source {doc.source_uri}")
+        print(f"source updated {_when(doc.source_updated_at)}, first indexed {_when(doc.first_indexed_at)}, "
+              f"last verified {_when(doc.last_verified_at)}")
+        if doc.metadata:
+            print("metadata " + " ".join(f"{k}={v}" for k, v in sorted(doc.metadata.items())))
+        print()
+        print(doc.text)
+        for chunk in doc.chunks:
+            text = " ".join(chunk.text.split())
+            print(f"  #{chunk.ordinal} [{chunk.start_char}:{chunk.end_char}] {chunk.chunk_id}  "
+                  f"{text[:100]}{'…' if len(text) > 100 else ''}")
+        return EXIT_OK
+
+    return _with_client(args, "get", run)
+
+
+def cmd_delete(args) -> int:
+    def run(client: RetrievalClient) -> int:
+        summary = client.delete(args.doc_ids, namespace=args.namespace)
+        if args.json:
+            _print_json(summary)
+            return EXIT_OK
+        missing = f"; not found: {', '.join(summary.not_found)}" if summary.not_found else ""
+        print(f"{_count(summary.documents_deleted, 'document', 'documents')} deleted "
+              f"({_count(summary.chunks_removed, 'chunk', 'chunks')} removed) from {args.namespace or 'default'}"
+              f"{missing}; index generation {summary.index_generation}")
+        return EXIT_OK
+
+    return _with_client(args, "delete", run)
+
+
+def cmd_namespaces(args) -> int:
+    def run(client: RetrievalClient) -> int:
+        namespaces = client.info().namespaces
+        if args.json:
+            _print_json(list(namespaces))
+            return EXIT_OK
+        width = max([len("namespace"), *(len(n.name) for n in namespaces)])
+        print(f"{'namespace':<{width}}  {'documents':>10}  {'chunks':>10}  oldest chunk")
+        for n in namespaces:
+            print(f"{n.name:<{width}}  {n.document_count:>10,}  {n.chunk_count:>10,}  "
+                  f"{_age(n.oldest_chunk_age_seconds) if n.chunk_count else '-'}")
+        return EXIT_OK
+
+    return _with_client(args, "namespaces", run)
 
 
 def cmd_info(args) -> int:
-    import grpc
-    from google.protobuf.json_format import MessageToDict
+    def run(client: RetrievalClient) -> int:
+        info = client.info()
+        if args.json:
+            _print_json(info)
+            return EXIT_OK
+        print(f"retrieval-svc {info.version} at {_target(args)}: index generation {info.index_generation}, "
+              f"dense index {info.dense_index}")
+        for m in info.models:
+            dimension = f", {m.dimension} dimensions" if m.dimension else ""
+            print(f"{m.role}: {m.name} (weights {m.revision}{dimension}) on {m.device}")
+        documents = sum(n.document_count for n in info.namespaces)
+        chunks = sum(n.chunk_count for n in info.namespaces)
+        print(f"{_count(len(info.namespaces), 'namespace', 'namespaces')}, "
+              f"{_count(documents, 'document', 'documents')}, {_count(chunks, 'chunk', 'chunks')} "
+              "(retrieval-svc namespaces); limits and configuration: --json")
+        return EXIT_OK
 
-    try:
-        with _connect(args) as client:
-            info = MessageToDict(client.info())
-    except ValueError as exc:
-        print(f"retrieval-svc info: {exc}", file=sys.stderr)
-        return 2
-    except grpc.RpcError as exc:
-        print(f"retrieval-svc info: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    # Shown to an admin of every namespace only (docs/security.md).
-    if "configJson" in info:
-        info["configJson"] = json.loads(info["configJson"])
-    print(json.dumps(info, indent=2))
-    return 0
+    return _with_client(args, "info", run)
 
 
 def cmd_eval(args) -> int:
+    import grpc
+
     from retrieval_svc.evaluation.cli import run_eval
 
-    return run_eval(args, lambda timeout: _connect(args, timeout))
+    if args.report:
+        missing = _missing_dependencies("eval --report", {"matplotlib": "matplotlib"})
+        if missing is not None:
+            return missing
+    try:
+        return run_eval(args, lambda timeout: _connect(args, timeout))
+    except grpc.RpcError as exc:
+        return _rpc_failure("eval", exc, _target(args))
 
 
 def cmd_keys(args) -> int:
     """Issue and check API keys (docs/security.md). No server is involved."""
+    missing = _missing_dependencies("keys", KEYS_MODULES)
+    if missing is not None:
+        return missing
     from retrieval_svc.auth import KeysFileError, hash_token, key_entry_yaml, load_keys, new_token
 
     if args.keys_command == "new":
@@ -334,6 +606,9 @@ def cmd_keys(args) -> int:
         except KeysFileError as exc:
             print(f"retrieval-svc keys new: {exc}", file=sys.stderr)
             return 2
+        if args.json:
+            print(json.dumps({"id": args.id, "token": token, "keys_file_entry": entry}, indent=2))
+            return 0
         print("token (shown once; the caller sends it, e.g. from RETRIEVAL_SVC_TOKEN):", file=sys.stderr)
         print(token)
         print("keys file entry (add it under `keys:`):", file=sys.stderr)
@@ -344,13 +619,17 @@ def cmd_keys(args) -> int:
         if not token:
             print("retrieval-svc keys hash: give the token on standard input", file=sys.stderr)
             return 2
-        print(hash_token(token))
+        print(json.dumps({"sha256": hash_token(token)}) if args.json else hash_token(token))
         return 0
     try:
         ring = load_keys(args.file)
     except KeysFileError as exc:
         print(f"retrieval-svc keys check: {exc}", file=sys.stderr)
         return 2
+    if args.json:
+        print(json.dumps({"file": args.file, "key_count": ring.count, "token_hash_count": len(ring.by_hash),
+                          "client_name_count": len(ring.by_client_name)}, indent=2))
+        return 0
     print(f"{args.file}: {ring.count} keys, {len(ring.by_hash)} token hashes, "
           f"{len(ring.by_client_name)} client names")
     return 0
@@ -369,27 +648,34 @@ def _at_least(low, kind):
     return parse
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retrieval-svc", description="Retrieval as a service over gRPC.")
-    parser.add_argument("--log-level", default=os.environ.get("RETRIEVAL_SVC_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="retrieval-svc", description="Retrieval as a service over gRPC.", epilog=EXIT_CODES, formatter_class=raw)
+    log_level = {"type": str.upper, "choices": LOG_LEVELS, "metavar": "LEVEL",
+                 "help": f"log level: {', '.join(LOG_LEVELS)} (default $RETRIEVAL_SVC_LOG_LEVEL or INFO)"}
+    parser.add_argument("--log-level", default=os.environ.get("RETRIEVAL_SVC_LOG_LEVEL", "INFO").upper(),
+                        **log_level)  # type: ignore[arg-type]
+    # Every command takes --log-level after its name too; SUPPRESS keeps the value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, **log_level)  # type: ignore[arg-type]
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the gRPC server (store.backend: embedded FAISS + SQLite, or Milvus)")
-    p.add_argument("--config", help="settings YAML (default: $RETRIEVAL_SVC_CONFIG)")
-    p.add_argument("--port", type=int, help="gRPC port (overrides server.port)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus port; -1 disables")
-    p.add_argument("--data", help="store folder (overrides store.path)")
-    p.set_defaults(func=cmd_serve)
+    def command(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("epilog", EXIT_CODES)
+        return sub.add_parser(name, help=help, description=kwargs.pop("description", help[:1].upper() + help[1:]),
+                              parents=[common], formatter_class=raw, **kwargs)
 
-    p = sub.add_parser(
-        "evaluate-scheduled",
-        help="evaluate the configured query sets once and store the results for every replica "
-             "(store.backend: milvus; a Kubernetes CronJob). Exit 0 all evaluated, 1 some failed, 2 bad setup")
-    p.add_argument("--config", help="settings YAML (default: $RETRIEVAL_SVC_CONFIG)")
-    p.set_defaults(func=cmd_evaluate_scheduled)
+    def json_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true",
+                       help="the result as JSON on stdout (snake_case keys, numbers as numbers, ISO 8601 UTC times)")
 
-    def client_args(p):
-        p.add_argument("--target", help=f"server address (default $RETRIEVAL_SVC_TARGET or {DEFAULT_TARGET})")
+    def client_args(p: argparse.ArgumentParser, timeout: bool = True) -> None:
+        p.add_argument("--target", metavar="HOST:PORT",
+                       help=f"server address (default $RETRIEVAL_SVC_TARGET or {DEFAULT_TARGET})")
         p.add_argument("--token", help="API key, sent as `authorization: Bearer` (default $RETRIEVAL_SVC_TOKEN; "
                                        "prefer the variable: arguments show in the process list)")
         p.add_argument("--tls", action="store_true", default=None,
@@ -400,11 +686,28 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--key-file", help="PEM client private key for mTLS (default $RETRIEVAL_SVC_KEY_FILE)")
         p.add_argument("--tls-server-name", help="name to check the server's certificate against, when the "
                                                  "target's host is not in it")
+        if timeout:
+            p.add_argument("--timeout", type=_at_least(0.001, float), metavar="SECONDS",
+                           help="deadline of the call (default 30; eval 600)")
 
-    p = sub.add_parser(
-        "ingest", help="send a JSONL file, BEIR corpus or folder of .txt/.md to a server",
-        description=INGEST_DESCRIPTION,
-        epilog=INGEST_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("serve", "run the gRPC server (store.backend: embedded FAISS + SQLite, or Milvus)",
+                epilog="exit codes: 0 stopped by SIGTERM or SIGINT; 2 bad settings, a missing server "
+                       "dependency, or the server cannot start")
+    p.add_argument("--config", help="settings YAML (default: $RETRIEVAL_SVC_CONFIG)")
+    p.add_argument("--port", type=int, help="gRPC port (overrides server.port)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port; -1 disables")
+    p.add_argument("--data", help="store folder (overrides store.path)")
+    p.set_defaults(func=cmd_serve)
+
+    p = command("evaluate-scheduled",
+                "evaluate the configured query sets once and store the results for every replica "
+                "(store.backend: milvus; a Kubernetes CronJob)",
+                epilog="exit codes: 0 all evaluated; 1 some failed; 2 bad setup or a missing server dependency")
+    p.add_argument("--config", help="settings YAML (default: $RETRIEVAL_SVC_CONFIG)")
+    p.set_defaults(func=cmd_evaluate_scheduled)
+
+    p = command("ingest", "send a JSONL file, BEIR corpus or folder of .txt/.md to a server",
+                description=INGEST_DESCRIPTION, epilog=INGEST_EXIT_CODES)
     p.add_argument("path")
     p.add_argument("--namespace", default="", metavar="NS", help="override every document's namespace")
     p.add_argument("--batch-size", type=_at_least(1, int), default=64, metavar="N",
@@ -426,26 +729,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume-from", type=_at_least(0, int), default=0, metavar="N",
                    help="skip the first N records (a stopped job prints the N to resume from)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    client_args(p)
+    p.add_argument("--json", action="store_true",
+                   help="the summary as JSON on stdout: always so for ingest, whose one-line summary goes to "
+                        "stderr")
+    client_args(p, timeout=False)
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("search", help="search a running server")
+    p = command("search", "search a running server")
     p.add_argument("query")
-    p.add_argument("--namespace", default="")
-    p.add_argument("--k", type=int, default=0)
-    p.add_argument("--mode", choices=["hybrid", "dense", "bm25", "unspecified"], default="unspecified")
-    p.add_argument("--fusion", choices=["rrf", "minmax", "zscore"])
-    p.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--filter", action="append", help="KEY=V1|V2 metadata filter (repeatable)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--namespace", default="", metavar="NS", help="namespace to search (default: default)")
+    p.add_argument("--k", type=_at_least(1, int), metavar="N", help="number of hits (default: the server's)")
+    p.add_argument("--mode", choices=["dense", "bm25", "hybrid"],
+                   help="retrievers to use (default: the server's search.default_mode)")
+    p.add_argument("--fusion", choices=["rrf", "minmax", "zscore"],
+                   help="how a hybrid search fuses (default: the server's search.fusion)")
+    p.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=None,
+                   help="re-rank with the cross-encoder (default: the server's search.rerank)")
+    p.add_argument("--filter", action="append", metavar="KEY=V1|V2",
+                   help="keep chunks whose document's metadata KEY is one of the values (repeatable, AND-ed); "
+                        "KEY doc_id or source_uri filters on those")
+    json_flag(p)
     client_args(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("info", help="models, namespaces, index sizes, config")
+    p = command("get", "show a document (and its chunks) or one chunk")
+    p.add_argument("doc_id", nargs="?", metavar="DOC_ID", help="the document to show")
+    p.add_argument("--namespace", default="", metavar="NS", help="the document's namespace (default: default)")
+    p.add_argument("--chunks", action="store_true", help="list the document's chunks too")
+    p.add_argument("--chunk", metavar="CHUNK_ID", help="show this chunk instead of a document")
+    json_flag(p)
+    client_args(p)
+    p.set_defaults(func=cmd_get)
+
+    p = command("delete", "delete documents and their chunks from every index")
+    p.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    p.add_argument("--namespace", default="", metavar="NS", help="the documents' namespace (default: default)")
+    json_flag(p)
+    client_args(p)
+    p.set_defaults(func=cmd_delete)
+
+    p = command("namespaces", "list the namespaces (the key's own, with API keys) and their counts")
+    json_flag(p)
+    client_args(p)
+    p.set_defaults(func=cmd_namespaces)
+
+    p = command("info", "models, index generation, counts; with --json also limits and configuration")
+    json_flag(p)
     client_args(p)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("eval", help="evaluate a labeled query set through the server")
+    p = command("eval", "evaluate a labeled query set through the server")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--set", help="a query set registered on the server (or configured)")
     group.add_argument("--beir", help="BEIR folder: upload its queries/qrels as a set, then evaluate")
@@ -458,30 +791,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default="", help="comma-separated: dense,bm25,fused,reranked (default all)")
     p.add_argument("--depth", type=int, default=0, help="hits per query (default max(ks, 100))")
     p.add_argument("--fusion", choices=["rrf", "minmax", "zscore"])
-    p.add_argument("--json", dest="json_out", help="write the full result as JSON here")
-    p.add_argument("--report", help="write report.md and PNG plots into this folder")
+    p.add_argument("--json", dest="json_out", nargs="?", const="-", metavar="FILE",
+                   help="the full result as JSON: on stdout (instead of the table), or written to FILE")
+    p.add_argument("--report", help="write report.md and PNG plots into this folder (needs matplotlib)")
     p.add_argument("--per-query", action="store_true", help="include per-query rows in the JSON")
     p.add_argument("--export-metrics", action="store_true", help="update the server's quality gauges")
     client_args(p)
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, timeout=600.0)
 
-    p = sub.add_parser("keys", help="issue API keys and check keys files (docs/security.md)")
+    p = command("keys", "issue API keys and check keys files (docs/security.md)",
+                epilog="exit codes: 0 done; 2 bad input, or a missing server dependency")
     keys = p.add_subparsers(dest="keys_command", required=True)
-    k = keys.add_parser("new", help="print a new random token (once) and its keys-file entry (its hash)")
+    k = keys.add_parser("new", parents=[common],
+                        help="print a new random token (once) and its keys-file entry (its hash)")
     k.add_argument("--id", required=True, help="key id, shown in audit lines (e.g. tenant-a-ingest)")
     k.add_argument("--role", action="append", required=True, metavar="ROLE:NAMESPACE_GLOB",
                    help="read, write or admin on namespaces matching the glob, e.g. read:tenant-a* (repeatable)")
-    keys.add_parser("hash", help="read a token on standard input, print its sha256 for the keys file")
-    k = keys.add_parser("check", help="load a keys file and report what it holds, or the first problem")
+    json_flag(k)
+    k = keys.add_parser("hash", parents=[common],
+                        help="read a token on standard input, print its sha256 for the keys file")
+    json_flag(k)
+    k = keys.add_parser("check", parents=[common],
+                        help="load a keys file and report what it holds, or the first problem")
     k.add_argument("file")
+    json_flag(k)
     p.set_defaults(func=cmd_keys)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("retrieval-svc: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import IO, Callable, Iterable, Sequence
 import grpc
 
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
-from retrieval_svc.client import RetrievalClient, RetryPolicy, call_with_retries, error_details
+from retrieval_svc.client import ProtoClient, RetryPolicy, call_with_retries, error_details
 from retrieval_svc.sources import Record, SourceError
 
 ON_ERROR_POLICIES = ("skip", "stop")
@@ -129,7 +129,7 @@ class IngestJob:
     a person on each retry.
     """
 
-    def __init__(self, client: RetrievalClient, dead_letters: DeadLetterFile, *, on_error: str = "skip",
+    def __init__(self, client: ProtoClient, dead_letters: DeadLetterFile, *, on_error: str = "skip",
                  batch_size: int = 64, retry: RetryPolicy | None = None, timeout_seconds: float | None = None,
                  progress: Callable[[int], object] = lambda n: None,
                  notify: Callable[[str], object] = lambda line: None) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the container image (docs/deploy.md). pip cannot reach an index inside a build here, so
 # this first puts every wheel the image needs into the build context (.whl/<variant>/): torch,
-# pinned, then this project with all its dependencies. The Dockerfile installs only from there.
+# pinned, then this project with the server's dependencies (the `server` extra). The Dockerfile
+# installs only from there.
 #
 #   bash scripts/build-image.sh                  # retrieval-svc:cpu, built with podman
 #   VARIANT=cuda bash scripts/build-image.sh     # retrieval-svc:cuda (PyPI's CUDA 12 torch)
@@ -51,13 +52,16 @@ if ! "$PYTHON" -c 'import sys, platform; sys.exit(not (sys.version_info[:2] == (
     exit 2
 fi
 
-# A fresh folder each time: stale wheels would be installable too.
-rm -rf "$WHEELS"
+# A fresh folder each time: stale wheels would be installable too. And no build/ left by an
+# earlier build: setuptools copies into it without removing what it held, so a module since
+# deleted from the source would end up in the wheel.
+rm -rf "$WHEELS" build
 mkdir -p "$WHEELS"
 echo "build-image: preparing wheels in $WHEELS" >&2
-# One resolution for torch and the project, so the dependencies fit the pinned torch.
+# One resolution for torch and the project with its server extra, so the dependencies fit the
+# pinned torch.
 "$PYTHON" -m pip wheel --disable-pip-version-check --quiet "${SOURCES[@]}" \
-    --wheel-dir "$WHEELS" "${TORCH[@]}" .
+    --wheel-dir "$WHEELS" "${TORCH[@]}" ".[server]"
 du -sh "$WHEELS" >&2
 
 if [ "${WHEELS_ONLY:-0}" = 1 ]; then

@@ -132,10 +132,10 @@ EOF
 import json, sys
 response = json.load(open(sys.argv[1]))
 hits = response.get("hits", [])
-total = next((t.get("seconds", 0.0) for t in response.get("timings", []) if t.get("stage") == "total"), None)
-print(f"image-smoke: search 'tides': top hit {hits[0]['docId'] if hits else None!r} of {len(hits)}"
+total = response.get("timings", {}).get("total")
+print(f"image-smoke: search 'tides': top hit {hits[0]['doc_id'] if hits else None!r} of {len(hits)}"
       + (f", server total {total * 1000:.1f} ms" if total is not None else ""), file=sys.stderr)
-sys.exit(not (hits and hits[0]["docId"] == "tides"))
+sys.exit(not (hits and hits[0]["doc_id"] == "tides"))
 EOF
 
 "$PY" - "127.0.0.1:$METRICS_PORT" <<'EOF' || fail "metrics"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: Debian's prometheus (promtool + the server the tests start),
-# then .venv with CPU torch and retrieval-svc with its test dependencies.
+# then .venv with CPU torch and retrieval-svc with the server's and the tests' dependencies.
 # GPU machines: see README ("Installing on a GPU machine").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ PYTHON=${PYTHON:-python3}
 FIND_LINKS=()
 [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
 .venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" "torch==2.13.0"
-.venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" -e ".[dev]"
+.venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" -e ".[server,dev]"
 
 # helm (.venv/bin/helm) and checkov (.venv-checkov) for the Helm chart's tests (tests/helm).
 bash scripts/tools.sh

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from retrieval_svc.client import RetrievalClient
+    from retrieval_svc.client import ProtoClient
 
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
@@ -60,10 +60,9 @@ def response_to_result(resp: epb.EvaluateResponse) -> dict:
     }
 
 
-def run_eval(args, connect: Callable[[float | None], RetrievalClient]) -> int:
-    """`retrieval-svc eval`; `connect(timeout)` opens the client (target and security options)."""
-    import grpc
-
+def run_eval(args, connect: Callable[[float | None], ProtoClient]) -> int:
+    """`retrieval-svc eval`; `connect(timeout)` opens the client (target and security options).
+    A failed call raises its grpc.RpcError, for the caller to report."""
     from retrieval_svc.evaluation.querysets import load_beir, load_trec
     from retrieval_svc.evaluation.report import format_table, write_report
 
@@ -77,8 +76,9 @@ def run_eval(args, connect: Callable[[float | None], RetrievalClient]) -> int:
     if unknown:
         print(f"retrieval-svc eval: unknown stage {unknown[0]!r}; use dense,bm25,fused,reranked", file=sys.stderr)
         return 2
+    timeout = getattr(args, "timeout", None)
     try:
-        connection = connect(None)
+        connection = connect(timeout)
     except ValueError as exc:
         print(f"retrieval-svc eval: {exc}", file=sys.stderr)
         return 2
@@ -104,21 +104,22 @@ def run_eval(args, connect: Callable[[float | None], RetrievalClient]) -> int:
                 include_per_query=bool(args.per_query or args.report),
                 export_metrics=args.export_metrics,
             )
-            resp = client.evaluate(request)
+            resp = client.evaluate(request, timeout=timeout)
         except (OSError, ValueError) as exc:
             print(f"retrieval-svc eval: {exc}", file=sys.stderr)
             return 2
-        except grpc.RpcError as exc:
-            print(f"retrieval-svc eval: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
     result = response_to_result(resp)
-    print(format_table(result))
+    if args.json_out != "-":
+        print(format_table(result))
     if args.json_out:
         out = dict(result)
         if not args.per_query:
             out["per_query"] = []
-        Path(args.json_out).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json_out}", file=sys.stderr)
+        if args.json_out == "-":
+            print(json.dumps(out, indent=2))
+        else:
+            Path(args.json_out).write_text(json.dumps(out, indent=2))
+            print(f"wrote {args.json_out}", file=sys.stderr)
     if args.report:
         path = write_report(result, Path(args.report))
         print(f"wrote {path}", file=sys.stderr)

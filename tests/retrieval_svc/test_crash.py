@@ -33,7 +33,7 @@ from pathlib import Path
 import grpc
 
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
-from retrieval_svc.client import RetrievalClient
+from retrieval_svc.client import ProtoClient
 from retrieval_svc.domain import Document
 
 from corpus import WORDS  # on sys.path via this folder's conftest
@@ -84,7 +84,7 @@ class StreamRun:
     are paced (`pause` seconds apart): then "after message n" means something on the
     server's side too, and an endless stream stays small."""
 
-    client: RetrievalClient
+    client: ProtoClient
     docs: list[Document] | None = None
     endless: "Corpus | None" = None
     namespace: str = "crash"
@@ -170,7 +170,7 @@ class CrashRun:
         self.problems: list[str] = []
         self.events: list[str] = []
         self.server: ServedProcess | None = None
-        self.client: RetrievalClient | None = None
+        self.client: ProtoClient | None = None
         self.started_wall = 0.0
 
     # --- server ---------------------------------------------------------------------
@@ -179,7 +179,7 @@ class CrashRun:
         self.started_wall = time.time()
         began = time.monotonic()
         self.server = ServedProcess(self.data, self.log, env=SNAPSHOT_ENV)
-        self.client = RetrievalClient(self.server.target, timeout=CALL_TIMEOUT)
+        self.client = ProtoClient(self.server.target, timeout=CALL_TIMEOUT)
         rebuilt = "rebuil" in self.log.read_text(errors="replace").split("--- start")[-1]
         self.events.append(f"start {time.monotonic() - began:.1f}s" + (" (indexes rebuilt)" if rebuilt else ""))
 

@@ -35,7 +35,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
-from retrieval_svc.client import RetrievalClient
+from retrieval_svc.client import ProtoClient
 from retrieval_svc.domain import Document
 
 from corpus import TOPICS, topic_documents  # on sys.path via this folder's conftest
@@ -393,7 +393,7 @@ def test_fuzz_every_rpc(tmp_path):
     # A child process, so that a crash shows and teardown need not wait for work
     # the server keeps doing for callers whose deadline has passed.
     server = ServedProcess(tmp_path / "store", tmp_path / "server.log")
-    client = RetrievalClient(server.target, timeout=30)
+    client = ProtoClient(server.target, timeout=30)
     channel = grpc.insecure_channel(server.target, options=[
         ("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES),
         ("grpc.max_send_message_length", CLIENT_MESSAGE_BYTES)])
@@ -405,7 +405,7 @@ def test_fuzz_every_rpc(tmp_path):
         server.kill()
 
 
-def _run(server: ServedProcess, client: RetrievalClient, channel, started: float) -> None:
+def _run(server: ServedProcess, client: ProtoClient, channel, started: float) -> None:
     seeded = _seeded_documents()
     client.ingest(seeded, batch_size=7)
     client.ingest(topic_documents("fuzz"), batch_size=12)

@@ -476,7 +476,7 @@ def test_10_shutdown_tells_an_ingest_stream_how_much_it_committed(start_server):
 def test_10_sigterm_during_ingest_and_searches_exits_cleanly(tmp_path):
     """SIGTERM while ingest streams and searches run: exit 0, no crash, every acknowledged
     document searchable after a restart."""
-    from retrieval_svc.client import RetrievalClient
+    from retrieval_svc.client import ProtoClient
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONFAULTHANDLER": "1",
            "RETRIEVAL_SVC_CHUNKER__WINDOW_TOKENS": "64", "RETRIEVAL_SVC_CHUNKER__OVERLAP_TOKENS": "8"}
@@ -492,7 +492,7 @@ def test_10_sigterm_during_ingest_and_searches_exits_cleanly(tmp_path):
             assert line.startswith("READY"), proc.stderr.read()
             target = line.split()[1].split("=", 1)[1]
             stop = threading.Event()
-            with RetrievalClient(target, timeout=30) as client, ThreadPoolExecutor(4) as pool:
+            with ProtoClient(target, timeout=30) as client, ThreadPoolExecutor(4) as pool:
                 for doc_id in acknowledged:
                     assert client.get_document("", doc_id).document.doc_id == doc_id
 
@@ -536,7 +536,7 @@ def test_10_sigterm_during_ingest_and_searches_exits_cleanly(tmp_path):
     try:
         line = proc.stdout.readline()
         target = line.split()[1].split("=", 1)[1]
-        with RetrievalClient(target, timeout=30) as client:
+        with ProtoClient(target, timeout=30) as client:
             info = client.info()
             ns = {n.name: n for n in info.namespaces}["default"]
             assert ns.chunks == ns.dense_vectors == ns.bm25_chunks

@@ -19,7 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from retrieval_svc import cli
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
-from retrieval_svc.client import RetrievalClient, RetryPolicy, call_with_retries, error_details
+from retrieval_svc.client import ProtoClient, RetryPolicy, call_with_retries, error_details
 from retrieval_svc.sources import read_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,6 +180,7 @@ def test_no_server_fails_with_exit_1_and_the_resume_command(tmp_path, capsys):
     assert code == 1
     assert json.loads(out)["resume_from"] == 0 and json.loads(out)["retries"] == 2
     assert f"stopped at {path}:1 (record 0): UNAVAILABLE" in err and "gave up after 2 retries" in err
+    assert f"no server answers at 127.0.0.1:{port}? Start one with `retrieval-svc serve`" in err
     assert (f"  retrieval-svc ingest {path} --target 127.0.0.1:{port} --retries 2 "
             f"--dead-letter {tmp_path / 'dead.jsonl'} --quiet --resume-from 0") in err.splitlines()
     assert not (tmp_path / "dead.jsonl").exists()  # nothing was acknowledged, so nothing dead-lettered
@@ -286,7 +287,7 @@ def _serve(store: Path, port: int, log: Path) -> subprocess.Popen:
     raise AssertionError(f"server did not start:\n{log.read_text()}")
 
 
-def _document_count(client: RetrievalClient) -> int:
+def _document_count(client: ProtoClient) -> int:
     try:
         return sum(n.documents for n in client.info().namespaces)
     except grpc.RpcError:
@@ -309,7 +310,7 @@ def test_job_survives_a_server_killed_mid_job_and_commits_every_record_once(tmp_
              "--batch-size", str(batch), "--retries", "60", "--retry-max-seconds", "120",
              "--dead-letter", str(tmp_path / "dead.jsonl")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **SMALL_CHUNKS})
-        with RetrievalClient(target, timeout=10) as probe:
+        with ProtoClient(target, timeout=10) as probe:
             deadline = time.monotonic() + 60
             while _document_count(probe) < 10 and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -328,7 +329,7 @@ def test_job_survives_a_server_killed_mid_job_and_commits_every_record_once(tmp_
         assert summary["documents_added"] + summary["documents_unchanged"] == n_docs
         assert summary["documents_updated"] == 0 and summary["documents_unchanged"] <= batch
         assert "UNAVAILABLE" in err and f"{n_docs} documents: {n_docs} committed" in err
-        with RetrievalClient(target, timeout=30) as client:
+        with ProtoClient(target, timeout=30) as client:
             for i in range(n_docs):
                 assert client.get_document("", f"doc-{i}").document.title == f"Title {i}"
             assert _document_count(client) == n_docs

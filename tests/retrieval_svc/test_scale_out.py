@@ -90,7 +90,7 @@ def test_evaluate_scheduled_refuses_the_embedded_store(tmp_path, capsys):
 
 
 def test_an_unreachable_milvus_stops_start_up_naming_the_setting(tmp_path, encoder):
-    from conftest import make_settings
+    from server_settings import make_settings
     from retrieval_svc.app import App
     from retrieval_svc.errors import StartupError
 
@@ -103,7 +103,7 @@ def test_an_unreachable_milvus_stops_start_up_naming_the_setting(tmp_path, encod
 @pytest.mark.parametrize("changed", [{"bm25": {"stemmer": ""}}, {"bm25": {"k1": 0.9}},
                                      {"milvus": {"lexical": False}, "search": {"default_mode": "dense"}}])
 def test_a_store_refuses_settings_its_chunks_were_not_made_with(start_server, tmp_path, encoder, changed):
-    from conftest import make_settings
+    from server_settings import make_settings
     from retrieval_svc.app import App
     from retrieval_svc.errors import StartupError
 

@@ -30,7 +30,7 @@ from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.app import App
 from retrieval_svc.auth import hash_token, new_token
-from retrieval_svc.client import RetrievalClient
+from retrieval_svc.client import ProtoClient
 from retrieval_svc.domain import Document
 from retrieval_svc.errors import StartupError
 from retrieval_svc.server import ACCESS_RULES, Server
@@ -80,10 +80,10 @@ class Secure:
     tokens: dict[str, str]
     a_chunk_id: str
 
-    def client(self, who: str | None, **options) -> RetrievalClient:
+    def client(self, who: str | None, **options) -> ProtoClient:
         """A TLS client with `who`'s token ("wrong": a token no key has; None: no token)."""
         token = None if who is None else new_token() if who == "wrong" else self.tokens[who]
-        return RetrievalClient(self.target, timeout=60, token=token, ca_file=str(self.ca_file), **options)
+        return ProtoClient(self.target, timeout=60, token=token, ca_file=str(self.ca_file), **options)
 
 
 def _a_docs(*ids: str) -> list[Document]:
@@ -146,7 +146,7 @@ def test_every_rpc_of_the_descriptors_has_an_access_rule_and_a_test():
 # --- every RPC x {no token, wrong token, other tenant, right token} -----------------------
 
 # Full method name -> (call tenant A's data through the Python client, code for tenant B).
-PYTHON_CALLS: dict[str, tuple[Callable[[RetrievalClient, Secure], object], CODE]] = {
+PYTHON_CALLS: dict[str, tuple[Callable[[ProtoClient, Secure], object], CODE]] = {
     "/retrieval.v1.RetrievalService/Ingest": (
         lambda c, s: c.ingest(_a_docs("a-doc-streamed"), timeout=60), CODE.PERMISSION_DENIED),
     "/retrieval.v1.RetrievalService/IngestBatch": (
@@ -277,7 +277,7 @@ def test_malformed_authorization_header_and_open_health(secure):
 
 
 def test_plaintext_client_cannot_talk_to_the_tls_port(secure):
-    with RetrievalClient(secure.target, timeout=10, token=secure.tokens["ops"]) as client, \
+    with ProtoClient(secure.target, timeout=10, token=secure.tokens["ops"]) as client, \
             pytest.raises(grpc.RpcError) as e:
         client.info()
     assert e.value.code() == CODE.UNAVAILABLE
@@ -307,7 +307,7 @@ def test_keys_file_is_reloaded_and_a_bad_one_keeps_the_keys(secure, caplog):
         _write_keys(secure.keys_file, secure.tokens, extra)
         deadline = time.monotonic() + 10
         while True:
-            with RetrievalClient(secure.target, timeout=30, token=new, ca_file=str(secure.ca_file)) as late:
+            with ProtoClient(secure.target, timeout=30, token=new, ca_file=str(secure.ca_file)) as late:
                 try:
                     assert [n.name for n in late.info().namespaces] == ["tenant-b"]
                     break
@@ -441,19 +441,19 @@ def test_cli_search_info_eval_ingest_by_credential(secure, tmp_path):
         env = {**base, **({"RETRIEVAL_SVC_TOKEN": token} if token else {})}
         for command in (["search", "spice", "--namespace", "tenant-a"], ["info"]):
             proc = _cli(*command, *tls, env=env)
-            assert proc.returncode == 1 and "UNAUTHENTICATED" in proc.stderr, proc.stderr
+            assert proc.returncode == 5 and "UNAUTHENTICATED" in proc.stderr, proc.stderr
     # Tenant B: its token from the environment, TLS and the CA file too.
     env_b = {**base, "RETRIEVAL_SVC_TOKEN": secure.tokens["tenant-b"], "RETRIEVAL_SVC_TLS": "1",
              "RETRIEVAL_SVC_CA_FILE": str(secure.ca_file)}
     proc = _cli("search", "spice", "--namespace", "tenant-a", "--json", env=env_b)
-    assert proc.returncode == 1 and "PERMISSION_DENIED" in proc.stderr
+    assert proc.returncode == 5 and "PERMISSION_DENIED" in proc.stderr
     _assert_no_tenant_a(proc.stdout + proc.stderr)
-    proc = _cli("info", env=env_b)
+    proc = _cli("info", "--json", env=env_b)
     assert proc.returncode == 0, proc.stderr
     assert [n["name"] for n in json.loads(proc.stdout)["namespaces"]] == ["tenant-b"]
     _assert_no_tenant_a(proc.stdout)
     proc = _cli("eval", "--set", "a-set", "--ks", "1", "--stages", "bm25", env=env_b)
-    assert proc.returncode == 1 and "NOT_FOUND" in proc.stderr
+    assert proc.returncode == 3 and "NOT_FOUND" in proc.stderr
     source = tmp_path / "docs.jsonl"
     source.write_text(json.dumps({"doc_id": "a-doc-cli", "text": "zanzibar cli"}) + "\n")
     proc = _cli("ingest", str(source), "--namespace", "tenant-a", "--quiet", "--retries", "0", env=env_b)
@@ -524,23 +524,23 @@ def test_mtls_client_certificate_is_an_identity(start_server, tmp_path):
         tls={"cert_file": str(cert_file), "key_file": str(key_file), "client_ca_file": str(ca_file),
              "require_client_auth": True})
     target = f"127.0.0.1:{server.port}"
-    with RetrievalClient(target, timeout=60, ca_file=str(ca_file), cert_file=str(bot_cert),
-                         key_file=str(bot_key)) as bot:
+    with ProtoClient(target, timeout=60, ca_file=str(ca_file), cert_file=str(bot_cert),
+                     key_file=str(bot_key)) as bot:
         assert bot.ingest_batch(_a_docs("a-doc-bot")).documents_added == 1  # its SAN names the key
         with pytest.raises(grpc.RpcError) as e:
             bot.search("spice", namespace="tenant-a")
         assert e.value.code() == CODE.PERMISSION_DENIED and "key 'ingest-bot'" in e.value.details()
     # A token wins over the certificate's identity.
-    with RetrievalClient(target, timeout=60, ca_file=str(ca_file), cert_file=str(bot_cert),
-                         key_file=str(bot_key), token=token_b) as as_b, pytest.raises(grpc.RpcError) as e:
+    with ProtoClient(target, timeout=60, ca_file=str(ca_file), cert_file=str(bot_cert),
+                     key_file=str(bot_key), token=token_b) as as_b, pytest.raises(grpc.RpcError) as e:
         as_b.ingest_batch(_a_docs("a-doc-as-b"))
     assert e.value.code() == CODE.PERMISSION_DENIED and "key 'tenant-b'" in e.value.details()
-    with RetrievalClient(target, timeout=60, ca_file=str(ca_file), cert_file=str(nobody_cert),
-                         key_file=str(nobody_key)) as nobody, pytest.raises(grpc.RpcError) as e:
+    with ProtoClient(target, timeout=60, ca_file=str(ca_file), cert_file=str(nobody_cert),
+                     key_file=str(nobody_key)) as nobody, pytest.raises(grpc.RpcError) as e:
         nobody.info()
     assert e.value.code() == CODE.UNAUTHENTICATED
     for options in ({}, {"cert_file": str(stranger_cert), "key_file": str(stranger_key)}):
-        with RetrievalClient(target, timeout=10, ca_file=str(ca_file), token=token_b, **options) as client, \
+        with ProtoClient(target, timeout=10, ca_file=str(ca_file), token=token_b, **options) as client, \
                 pytest.raises(grpc.RpcError) as e:
             client.info()
         assert e.value.code() == CODE.UNAVAILABLE  # the handshake fails: no (trusted) client certificate
@@ -552,7 +552,7 @@ def test_mtls_client_certificate_is_an_identity(start_server, tmp_path):
     assert proc.returncode == 0 and '"documentsAdded": "1"' in proc.stdout, proc.stderr
     proc = _cli("search", "x", "--namespace", "tenant-a", "--ca-file", str(ca_file), "--cert-file",
                 str(bot_cert), "--key-file", str(bot_key), env={"RETRIEVAL_SVC_TARGET": target})
-    assert proc.returncode == 1 and "PERMISSION_DENIED" in proc.stderr, proc.stderr
+    assert proc.returncode == 5 and "PERMISSION_DENIED" in proc.stderr, proc.stderr
 
 
 # --- start-up rules -------------------------------------------------------------------------
@@ -640,7 +640,7 @@ def test_served_store_is_private_to_its_owner(tmp_path):
     store = tmp_path / "store"
     served = ServedProcess(store, tmp_path / "server.log")
     try:
-        with RetrievalClient(served.target, timeout=60) as client:
+        with ProtoClient(served.target, timeout=60) as client:
             client.ingest_batch(_a_docs("a-doc-file"))
             client.register_query_set(_query_set("files", "tenant-a", "a-doc-file"))
     finally:

@@ -24,7 +24,7 @@ from retrieval_svc.server import Server
 from retrieval_svc.settings import SettingsError, load_settings
 from retrieval_svc.tracing import OFF, make_tracing
 
-from conftest import make_settings
+from server_settings import make_settings
 from corpus import topic_documents
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
