@@ -242,34 +242,41 @@ class MilvusStore:
         if self._flush:
             self._client.flush(self._meta)
 
-    def _bind_encoder(self, encoder: EncoderBinding) -> None:
-        raw = self._get_meta("encoder")
-        stored = EncoderBinding.parse(raw) if raw is not None else None
-        if stored is not None and (stored.revision, stored.dimension) != (encoder.revision, encoder.dimension):
+    def _bind(self, key: str, value: str, same: Callable[[str], bool],
+              refusal: Callable[[str, int], str]) -> None:
+        """Record what made the stored chunks under meta `key`; when a store that holds chunks
+        recorded something else (`same(stored)` false), refuse: StartupError(refusal(stored, n))."""
+        stored = self._get_meta(key)
+        if stored is not None and not same(stored):
             chunks = self._count(self._chunks, "key >= 0")
             if chunks:
-                raise StartupError(
-                    f"the Milvus store {self.settings.uri} ({self.settings.collection_prefix}) holds "
-                    f"{chunks} chunks embedded by {stored.describe()}, not by the configured encoder "
-                    f"{encoder.describe()}; use another milvus.collection_prefix (and re-ingest) or "
+                raise StartupError(refusal(stored, chunks))
+        if stored != value:
+            self._set_meta(key, value)
+
+    def _bind_encoder(self, encoder: EncoderBinding) -> None:
+        """The same weights (hash) and dimension; the name may differ (another path)."""
+        def same(stored: str) -> bool:
+            binding = EncoderBinding.parse(stored)
+            return binding is not None and (binding.revision, binding.dimension) == (encoder.revision,
+                                                                                     encoder.dimension)
+
+        def refusal(stored: str, chunks: int) -> str:
+            binding = EncoderBinding.parse(stored)
+            return (f"the Milvus store {self.settings.uri} ({self.settings.collection_prefix}) holds {chunks} "
+                    f"chunks embedded by {binding.describe() if binding else stored}, not by the configured "
+                    f"encoder {encoder.describe()}; use another milvus.collection_prefix (and re-ingest) or "
                     "configure the encoder the store was built with")
-        if stored != encoder:
-            self._set_meta("encoder", json.dumps({"name": encoder.name, "revision": encoder.revision,
-                                                  "dimension": encoder.dimension}))
+
+        self._bind("encoder", json.dumps({"name": encoder.name, "revision": encoder.revision,
+                                          "dimension": encoder.dimension}), same, refusal)
 
     def _bind_analysis(self, analysis: dict) -> None:
-        raw = self._get_meta("analysis")
-        stored = json.loads(raw) if raw is not None else None
-        if stored is not None and stored != analysis:
-            chunks = self._count(self._chunks, "key >= 0")
-            if chunks:
-                raise StartupError(
-                    f"bm25 settings {json.dumps(analysis, sort_keys=True)} differ from those the Milvus store "
-                    f"{self.settings.uri} ({self.settings.collection_prefix}) analyzed its {chunks} chunks with, "
-                    f"{json.dumps(stored, sort_keys=True)}; configure those, or use another "
-                    "milvus.collection_prefix and re-ingest")
-        if stored != analysis:
-            self._set_meta("analysis", json.dumps(analysis, sort_keys=True))
+        value = json.dumps(analysis, sort_keys=True)
+        self._bind("analysis", value, lambda stored: json.loads(stored) == analysis, lambda stored, chunks: (
+            f"bm25 settings {value} differ from those the Milvus store {self.settings.uri} "
+            f"({self.settings.collection_prefix}) analyzed its {chunks} chunks with, {stored}; configure "
+            "those, or use another milvus.collection_prefix and re-ingest"))
 
     def _check_chunks_schema(self) -> None:
         """An existing chunk collection must fit the settings: the vector dimension and BM25."""

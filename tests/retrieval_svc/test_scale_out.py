@@ -114,3 +114,31 @@ def test_a_store_refuses_settings_its_chunks_were_not_made_with(start_server, tm
     merged = {**sections, **{k: {**sections.get(k, {}), **v} for k, v in changed.items()}}
     with pytest.raises(StartupError, match="bm25 settings|was made with BM25"):
         App(make_settings(tmp_path / "unused", **merged), encoder=encoder)
+
+
+def test_a_store_refuses_another_encoder_and_takes_the_same_weights_elsewhere(start_server, tmp_path, encoder):
+    import dataclasses
+
+    from retrieval_svc.app import App
+    from retrieval_svc.errors import StartupError
+    from server_settings import make_settings
+
+    class Renamed:
+        """The session's encoder under another identity."""
+
+        def __init__(self, **identity) -> None:
+            self.identity = dataclasses.replace(encoder.identity, **identity)
+            self.dimension = encoder.dimension
+
+        def encode(self, texts, *, is_query: bool):
+            return encoder.encode(texts, is_query=is_query)
+
+    sections = {"store": {"backend": "milvus"}, "milvus": {"uri": str(tmp_path / "m.db")}}
+    server, client = start_server(**sections)
+    client.ingest(topic_documents(per_topic=1))
+    server.stop(0)
+    with pytest.raises(StartupError, match="chunks embedded by .*, not by the configured encoder"):
+        App(make_settings(tmp_path / "unused", **sections), encoder=Renamed(revision="0" * 64))
+    # The same weights installed under another path open the store.
+    _, moved = start_server(encoder_override=Renamed(name="/elsewhere/all-MiniLM-L6-v2"), **sections)
+    assert moved.ingest(topic_documents(per_topic=1)).chunks_embedded == 0
