@@ -37,3 +37,15 @@ def start_server(tmp_path, encoder):
             server.stop(0)
         except Exception:
             pass
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """The URI of a real Milvus standalone server on 127.0.0.1 for the session
+    (milvus_server.py), or a skip where none is installed."""
+    from milvus_server import MilvusServer, milvus_server_available
+
+    if not milvus_server_available():
+        pytest.skip("no Milvus server here (scripts/tools.sh installs milvus==2.3.5 into .venv-milvus)")
+    with MilvusServer(tmp_path_factory.mktemp("milvus-server")) as server:
+        yield server.uri

@@ -5,6 +5,7 @@ Two servers in this process over one Milvus Lite file stand for two replicas."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -23,6 +24,24 @@ pytest.importorskip("milvus_lite")
 def replicas(start_server, tmp_path):
     sections = {"store": {"backend": "milvus"}, "milvus": {"uri": str(tmp_path / "shared.db")}}
     return start_server(**sections), start_server(**sections)
+
+
+def test_two_replicas_over_one_milvus_server(start_server, milvus_server):
+    """Through a real Milvus server (2.3: dense only): what one replica ingests the other finds,
+    and a re-ingest through one is seen whole through the other."""
+    sections = {"store": {"backend": "milvus"}, "search": {"default_mode": "dense"},
+                "milvus": {"uri": milvus_server, "collection_prefix": f"r{time.monotonic_ns()}", "lexical": False}}
+    (_, a), (_, b) = start_server(**sections), start_server(**sections)
+    a.ingest(topic_documents())
+    assert "cooking-0" in _doc_ids(b, "bread dough oven", mode=pb.SEARCH_MODE_DENSE)
+    old = {c.chunk_id for c in b.get_document("", "cooking-0", include_chunks=True).chunks}
+    text = " ".join(f"Sourdough note {i}: feed the starter with flour and water." for i in range(40))
+    a.ingest([Document("", "cooking-0", text)])
+    seen = b.get_document("", "cooking-0", include_chunks=True)
+    new = {c.chunk_id for c in seen.chunks}
+    assert seen.document.text == text and len(new) > 1 and not new & old
+    hits = b.search("sourdough starter flour", k=50, mode=pb.SEARCH_MODE_DENSE).hits
+    assert {h.chunk_id for h in hits if h.doc_id == "cooking-0"} == new
 
 
 def _doc_ids(client, query, **fields):

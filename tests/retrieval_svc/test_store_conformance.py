@@ -14,7 +14,6 @@ from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.domain import Document
 
 from corpus import long_text, topic_documents
-from milvus_server import milvus_server_available
 
 DENSE, BM25, HYBRID = pb.SEARCH_MODE_DENSE, pb.SEARCH_MODE_BM25, pb.SEARCH_MODE_HYBRID
 
@@ -43,16 +42,6 @@ def backend(request, tmp_path):
     return {"store": {"backend": "milvus"},
             "milvus": {"uri": server, "collection_prefix": prefix, "lexical": False},
             "search": {"default_mode": "dense"}}, False
-
-
-@pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory):
-    if not milvus_server_available():
-        pytest.skip("no Milvus server here (pip install milvus==2.3.5 gives one)")
-    from milvus_server import MilvusServer
-
-    with MilvusServer(tmp_path_factory.mktemp("milvus-server")) as server:
-        yield server.uri
 
 
 @pytest.fixture
