@@ -194,7 +194,7 @@ def _ingest_of(args, duration: float) -> IngestLoad | None:
 
 def _set_credentials(args) -> None:
     """--token, --tls and --ca-file go where every channel of the run reads them (driver._channel)."""
-    from loadtest.driver import ENV_CA_FILE, ENV_TLS, ENV_TOKEN
+    from retrieval_svc.client import ENV_CA_FILE, ENV_TLS, ENV_TOKEN
 
     for name, value in ((ENV_TOKEN, args.token), (ENV_TLS, "1" if args.tls else None),
                         (ENV_CA_FILE, args.ca_file)):

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
@@ -27,7 +25,7 @@ import grpc
 from loadtest.queries import RequestPlan
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
-from retrieval_svc.client import ENV_CA_FILE, ENV_TLS, ENV_TOKEN
+from retrieval_svc.client import Security
 
 CLIENT_CANCELLED = "CLIENT_CANCELLED"  # still outstanding when the run's wait ran out
 
@@ -152,16 +150,11 @@ async def open_channels(target: str, count: int = 1, connect_timeout_s: float = 
             await channel.close()
 
 
-# ENV_TOKEN, ENV_TLS, ENV_CA_FILE: the variables of retrieval-svc's client commands;
-# `python -m loadtest --token/--tls/--ca-file` set them.
-
-
 class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):
-    """`authorization: Bearer TOKEN` on every call of a plaintext channel (call credentials
-    need TLS)."""
+    """The API key on every call (the channel's callers pass no metadata of their own)."""
 
-    def __init__(self, token: str) -> None:
-        self._metadata = (("authorization", f"Bearer {token}"),)
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         metadata = tuple(client_call_details.metadata or ()) + self._metadata
@@ -169,17 +162,14 @@ class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 def _channel(target: str, options: list) -> grpc.aio.Channel:
-    """A channel with the API key and TLS of the environment (ENV_TOKEN, ENV_TLS, ENV_CA_FILE)."""
-    token = os.environ.get(ENV_TOKEN) or None
-    ca_file = os.environ.get(ENV_CA_FILE) or None
-    if ca_file or os.environ.get(ENV_TLS, "").strip().lower() in ("1", "true", "yes", "on"):
-        roots = Path(ca_file).read_bytes() if ca_file else None
-        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-        if token:
-            credentials = grpc.composite_channel_credentials(
-                credentials, grpc.access_token_call_credentials(token))
-        return grpc.aio.secure_channel(target, credentials, options=options)
-    return grpc.aio.insecure_channel(target, options=options, interceptors=[_Bearer(token)] if token else None)
+    """A channel with the API key and TLS of the client's RETRIEVAL_SVC_* variables
+    (Security.from_environment; `python -m loadtest --token/--tls/--ca-file` set them)."""
+    security = Security.from_environment()
+    interceptors = [_Bearer(security.metadata())] if security.token else None
+    credentials = security.credentials()
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
 
 
 class SearchCaller:

@@ -7,12 +7,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping, Self
 
 import grpc
 
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2_grpc as egrpc
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
+from retrieval_svc.client._calls import Plans, Timeouts
 from retrieval_svc.client.errors import Unavailable
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -178,3 +179,34 @@ def stub_methods(channel: Any) -> dict[str, Any]:
     """Every RPC of the API on `channel`, by method name ("Search", "Evaluate", ...)."""
     stubs = (rgrpc.RetrievalServiceStub(channel), egrpc.EvaluationServiceStub(channel))
     return {method: getattr(stub, method) for stub, (_, methods) in zip(stubs, ALL_METHODS) for method in methods}
+
+
+class ClientCore:
+    """What RetrievalClient and AsyncRetrievalClient share: the constructor (target, deadlines,
+    security, retries) and `from_environment`. `_channels` is the grpc module or grpc.aio."""
+
+    _channels: ClassVar[Any]
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float | None = 30.0,
+                 ingest_timeout: float | None = 300.0, evaluate_timeout: float | None = 600.0,
+                 token: str | None = None, tls: bool = False, ca_file: str | None = None,
+                 cert_file: str | None = None, key_file: str | None = None, server_name: str | None = None,
+                 max_attempts: int = 5) -> None:
+        security = Security(token, tls, ca_file, cert_file, key_file, server_name)
+        self.target = target
+        self.timeouts = Timeouts(timeout, ingest_timeout, evaluate_timeout)
+        self._plans = Plans(self.timeouts)
+        self._metadata = security.metadata() or None
+        self.channel = open_channel(self._channels, target, security, max_attempts)
+        self._methods = stub_methods(self.channel)
+
+    @classmethod
+    def from_environment(cls, target: str | None = None, environ: Mapping[str, str] | None = None,
+                         **options: Any) -> Self:
+        """A client whose target (when `target` is None) and security options come from
+        RETRIEVAL_SVC_TARGET, RETRIEVAL_SVC_TOKEN, RETRIEVAL_SVC_TLS (1/true/yes/on),
+        RETRIEVAL_SVC_CA_FILE, RETRIEVAL_SVC_CERT_FILE and RETRIEVAL_SVC_KEY_FILE; a security
+        keyword in `options` that is not None replaces its variable."""
+        target = target or (os.environ if environ is None else environ).get(ENV_TARGET) or DEFAULT_TARGET
+        security = security_from_environment(environ, options)
+        return cls(target, **security, **options)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar, Unpack
+from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
 import grpc.aio
 
-from retrieval_svc.client._calls import Call, IngestMessages, Plans, Timeouts
+from retrieval_svc.client._calls import Call, IngestMessages
 from retrieval_svc.client._channel import (
-    DEFAULT_TARGET, ENV_TARGET, Security, no_server, open_channel, security_from_environment, stub_methods,
+    ClientCore, no_server,
 )
 from retrieval_svc.client._convert import DocumentLike
 from retrieval_svc.client.errors import from_rpc_error
@@ -24,7 +23,7 @@ from retrieval_svc.client.types import (
 T = TypeVar("T")
 
 
-class AsyncRetrievalClient:
+class AsyncRetrievalClient(ClientCore):
     """RetrievalClient for asyncio: the same constructor, methods, results, deadlines,
     retries and errors, each method a coroutine. Make it inside the event loop that uses it:
 
@@ -34,26 +33,7 @@ class AsyncRetrievalClient:
     `ingest` also takes an async iterable of documents.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float | None = 30.0,
-                 ingest_timeout: float | None = 300.0, evaluate_timeout: float | None = 600.0,
-                 token: str | None = None, tls: bool = False, ca_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None, server_name: str | None = None,
-                 max_attempts: int = 5) -> None:
-        security = Security(token, tls, ca_file, cert_file, key_file, server_name)
-        self.target = target
-        self.timeouts = Timeouts(timeout, ingest_timeout, evaluate_timeout)
-        self._plans = Plans(self.timeouts)
-        self._metadata = security.metadata() or None
-        self.channel = open_channel(grpc.aio, target, security, max_attempts)
-        self._methods = stub_methods(self.channel)
-
-    @classmethod
-    def from_environment(cls, target: str | None = None, environ: Mapping[str, str] | None = None,
-                         **options: Any) -> "AsyncRetrievalClient":
-        """As RetrievalClient.from_environment."""
-        target = target or (os.environ if environ is None else environ).get(ENV_TARGET) or DEFAULT_TARGET
-        security = security_from_environment(environ, options)
-        return cls(target, **security, **options)
+    _channels: ClassVar[Any] = grpc.aio
 
     async def close(self) -> None:
         await self.channel.close()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar, Unpack
+from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
 
-from retrieval_svc.client._calls import Call, IngestMessages, Plans, Timeouts
+from retrieval_svc.client._calls import Call, IngestMessages
 from retrieval_svc.client._channel import (
-    DEFAULT_TARGET, ENV_TARGET, Security, no_server, open_channel, security_from_environment, stub_methods,
+    ClientCore, no_server,
 )
 from retrieval_svc.client._convert import DocumentLike
 from retrieval_svc.client.errors import from_rpc_error
@@ -22,7 +21,7 @@ from retrieval_svc.client.types import (
 T = TypeVar("T")
 
 
-class RetrievalClient:
+class RetrievalClient(ClientCore):
     """A client of one retrieval server.
 
         with RetrievalClient("127.0.0.1:50051") as client:
@@ -47,29 +46,7 @@ class RetrievalClient:
     takes them from the RETRIEVAL_SVC_* variables the CLI reads.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float | None = 30.0,
-                 ingest_timeout: float | None = 300.0, evaluate_timeout: float | None = 600.0,
-                 token: str | None = None, tls: bool = False, ca_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None, server_name: str | None = None,
-                 max_attempts: int = 5) -> None:
-        security = Security(token, tls, ca_file, cert_file, key_file, server_name)
-        self.target = target
-        self.timeouts = Timeouts(timeout, ingest_timeout, evaluate_timeout)
-        self._plans = Plans(self.timeouts)
-        self._metadata = security.metadata() or None
-        self.channel = open_channel(grpc, target, security, max_attempts)
-        self._methods = stub_methods(self.channel)
-
-    @classmethod
-    def from_environment(cls, target: str | None = None, environ: Mapping[str, str] | None = None,
-                         **options: Any) -> "RetrievalClient":
-        """A client whose target (when `target` is None) and security options come from
-        RETRIEVAL_SVC_TARGET, RETRIEVAL_SVC_TOKEN, RETRIEVAL_SVC_TLS (1/true/yes/on),
-        RETRIEVAL_SVC_CA_FILE, RETRIEVAL_SVC_CERT_FILE and RETRIEVAL_SVC_KEY_FILE; a security
-        keyword in `options` that is not None replaces its variable."""
-        target = target or (os.environ if environ is None else environ).get(ENV_TARGET) or DEFAULT_TARGET
-        security = security_from_environment(environ, options)
-        return cls(target, **security, **options)
+    _channels: ClassVar[Any] = grpc
 
     def close(self) -> None:
         self.channel.close()
