@@ -258,18 +258,17 @@ class Ingestor:
                          embedded: dict[str, np.ndarray], now: float,
                          summary: IngestSummary) -> None:
         doc = plan.doc
-        stored = writer.document(doc.namespace, doc.doc_id)
         source_time = doc.source_updated_at if doc.source_updated_at is not None else now
-        if stored is None:
-            summary.documents_added += 1
-        elif stored.content_hash == plan.content_hash:
-            summary.documents_unchanged += 1
-        else:
-            summary.documents_updated += 1
         chunks = [NewChunk(c.chunk_id, c.ordinal, c.text, c.start_char, c.end_char, c.token_count,
                            None if c.chunk_id in existing else embedded[c.chunk_id])
                   for c in plan.chunks]
         put = writer.put_document(doc, plan.content_hash, source_time, chunks, now)
+        if put.previous_content_hash is None:
+            summary.documents_added += 1
+        elif put.previous_content_hash == plan.content_hash:
+            summary.documents_unchanged += 1
+        else:
+            summary.documents_updated += 1
         summary.chunks_added += put.added
         summary.chunks_unchanged += put.kept
         summary.chunks_removed += put.removed

@@ -74,11 +74,13 @@ class NewChunk:
 
 @dataclass(frozen=True)
 class PutResult:
-    """What `put_document` did: chunks added, kept (same chunk_id) and removed."""
+    """What `put_document` did: chunks added, kept (same chunk_id) and removed, and the
+    content hash the document had before (None: it is new)."""
 
     added: int
     kept: int
     removed: int
+    previous_content_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,6 @@ class StoreReader(Protocol):
 class StoreWriter(Protocol):
     """Writes of one commit. The embedded store holds its write lock for the block;
     Milvus has no multi-row transactions, so each document is swapped on its own."""
-
-    def document(self, namespace: str, doc_id: str) -> StoredDocument | None: ...
 
     def chunk_ids(self, namespace: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
         """Chunk ids of each document's current version; documents that do not exist

@@ -510,9 +510,6 @@ class EmbeddedWriter:
     def _change(self, namespace: str) -> IndexChange:
         return self.changes.setdefault(namespace, IndexChange([], [], [], []))
 
-    def document(self, namespace: str, doc_id: str) -> StoredDocument | None:
-        return self._ledger.document(namespace, doc_id)
-
     def chunk_ids(self, namespace: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
         return _chunk_ids(self._ledger, namespace, doc_ids)
 
@@ -539,7 +536,7 @@ class EmbeddedWriter:
         change.added_keys.extend(keys)
         change.added_texts.extend(indexed_text(doc.title, c.text, self._prepend_title) for c in added)
         change.added_vectors.extend(c.embedding for c in added)  # type: ignore[misc]
-        return PutResult(len(added), len(kept), len(removed))
+        return PutResult(len(added), len(kept), len(removed), stored.content_hash if stored else None)
 
     def delete_document(self, namespace: str, doc_id: str) -> int | None:
         if self._ledger.document(namespace, doc_id) is None:

@@ -579,8 +579,8 @@ class MilvusReader:
 class MilvusWriter:
     """Writes document by document (see the module docstring: the atomic swap)."""
 
-    # What put_document and document() need of a document's current version.
-    _FIELDS = ("chunk_id", "dense", "first_indexed_at", "text", "start_char", "end_char")
+    # What put_document needs of a document's current version.
+    _FIELDS = ("chunk_id", "dense", "first_indexed_at")
 
     def __init__(self, store: MilvusStore) -> None:
         self._store = store
@@ -608,10 +608,6 @@ class MilvusWriter:
         self._load(namespace, [doc_id])
         return self._read[(namespace, doc_id)]
 
-    def document(self, namespace: str, doc_id: str) -> StoredDocument | None:
-        found = self._stored(namespace, doc_id)
-        return None if found is None else _stored(found[0], _reassemble(found[1]))
-
     def _flush(self, *collections: str) -> None:
         if self._store._flush:
             for name in collections:
@@ -626,7 +622,8 @@ class MilvusWriter:
         old_by_id = {r["chunk_id"]: r for r in old}
         new_ids = {c.chunk_id for c in chunks}
         kept = sum(1 for c in chunks if c.chunk_id in old_by_id)
-        result = PutResult(len(chunks) - kept, kept, sum(1 for i in old_by_id if i not in new_ids))
+        result = PutResult(len(chunks) - kept, kept, sum(1 for i in old_by_id if i not in new_ids),
+                           stored["content_hash"] if stored else None)
         self.changed = True
         if ns not in s._namespaces:
             if s._get_meta(f"namespace/{ns}") is None:
