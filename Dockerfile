@@ -22,7 +22,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS build
 ARG VARIANT
 ARG TORCH_VERSION=2.13.0
-ARG APP_VERSION=0.1.0
+ARG APP_VERSION=0.2.0
 COPY .whl/${VARIANT}/ /wheels/
 # torch first and pinned, as in scripts/setup.sh; --no-index: only what the script prepared.
 # Then drop what torch ships for building and testing it (~190 MB): C++ headers (only for

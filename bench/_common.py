@@ -22,8 +22,12 @@ import json
 import os
 import platform
 import re
+import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -215,7 +219,7 @@ def namespace_counts(client, namespace: str) -> tuple[int, int]:
     """(documents, chunks) the server holds in `namespace`, (0, 0) if none."""
     for ns in client.info().namespaces:
         if ns.name == namespace:
-            return int(ns.documents), int(ns.chunks)
+            return int(ns.document_count), int(ns.chunk_count)
     return 0, 0
 
 
@@ -266,3 +270,62 @@ def percentile(values: Sequence[float], q: float) -> float:
     import numpy as np
 
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
+
+
+# --- the product's CLI against a served store -------------------------------------------
+
+CLI = [sys.executable, "-m", "retrieval_svc.cli"]
+
+
+def serve_cli(settings: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`retrieval-svc serve --config settings` as a child; (process, target) once READY."""
+    with open(log, "w") as err:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([*CLI, "serve", "--config", str(settings)], stdout=subprocess.PIPE,
+                                stderr=err, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("READY "):
+            return proc, line.split()[1].split("=", 1)[1]
+    raise RuntimeError(f"the server exited with {proc.wait()}; see {log}")
+
+
+def cli_ingest_and_eval(sections: dict, data: Path, folder: Path,
+                        stages: str = "dense,bm25,fused") -> dict:
+    """In a fresh `folder`: serve with default settings plus `sections` ("{folder}" in a
+    string value is replaced by the folder; the store defaults to folder/store), `retrieval-svc
+    ingest` the BEIR corpus `data`, `retrieval-svc eval --beir` its test split (ks 10 and 100),
+    stop the server (SIGTERM, by pid). Returns timings and nDCG@10, recall@100 and mean latency
+    by stage."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    settings = {"server": {"port": 0, "metrics_port": -1}, "evaluation": {"schedule_seconds": 0},
+                "store": {"path": str(folder / "store")}}
+    for name, values in sections.items():
+        settings.setdefault(name, {}).update(
+            {k: v.replace("{folder}", str(folder)) if isinstance(v, str) else v for k, v in values.items()})
+    (folder / "settings.yaml").write_text(json.dumps(settings))
+    proc, target = serve_cli(folder / "settings.yaml", folder / "server.log")
+    try:
+        t = time.perf_counter()
+        subprocess.run([*CLI, "ingest", str(data), "--target", target, "--quiet", "--allow-rejects",
+                        "--dead-letter", str(folder / "rejected.jsonl")], check=True)
+        ingest_seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        subprocess.run([*CLI, "eval", "--beir", str(data), "--ks", "10,100", "--stages", stages,
+                        "--json", str(folder / "eval.json"), "--target", target],
+                       check=True, stdout=subprocess.DEVNULL)
+        eval_seconds = time.perf_counter() - t
+        chunks = subprocess.run([*CLI, "namespaces", "--json", "--target", target], check=True,
+                                capture_output=True, text=True).stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    result = json.loads((folder / "eval.json").read_text())
+    by_stage = {}
+    for stage in result["stages"]:
+        values = {f'{m["metric"]}@{m["k"]}': m["value"] for m in stage["metrics"]}
+        by_stage[stage["stage"]] = {"ndcg@10": values["ndcg@10"], "recall@100": values["recall@100"],
+                                    "mean_latency_ms": 1000 * stage["latency"]["mean"]}
+    return {"ingest_seconds": ingest_seconds, "eval_seconds": eval_seconds,
+            "queries": result.get("evaluated_query_count", result.get("queries_evaluated")),
+            "chunks": sum(n["chunk_count"] for n in json.loads(chunks)), "stages": by_stage}

@@ -142,9 +142,9 @@ def run(args) -> dict:
             first = client.ingest(docs, batch_size=BATCH)
             ingest_s = time.perf_counter() - started
             result["load_after_ingest"] = os.getloadavg()[0]
-            result.update(ingest_seconds=ingest_s, chunks=int(first.chunks_added),
-                          chunks_embedded=int(first.chunks_embedded))
-            log(f"  {ingest_s:.1f} s, {first.chunks_added} chunks, {first.chunks_embedded} embedded")
+            result.update(ingest_seconds=ingest_s, chunks=int(first.added_chunk_count),
+                          chunks_embedded=int(first.embedded_chunk_count))
+            log(f"  {ingest_s:.1f} s, {first.added_chunk_count} chunks, {first.embedded_chunk_count} embedded")
 
             log("reading the chunks back with GetDocument(include_chunks=True) ...")
             by_doc = {}
@@ -164,10 +164,10 @@ def run(args) -> dict:
             started = time.perf_counter()
             again = client.ingest(docs, batch_size=BATCH)
             result.update(reingest_seconds=time.perf_counter() - started,
-                          reingest_embedded=int(again.chunks_embedded),
-                          reingest_unchanged=int(again.documents_unchanged))
-            log(f"  {result['reingest_seconds']:.1f} s, {again.chunks_embedded} chunks embedded, "
-                f"{again.documents_unchanged} documents unchanged")
+                          reingest_embedded=int(again.embedded_chunk_count),
+                          reingest_unchanged=int(again.unchanged_document_count))
+            log(f"  {result['reingest_seconds']:.1f} s, {again.embedded_chunk_count} chunks embedded, "
+                f"{again.unchanged_document_count} documents unchanged")
 
         groups = [[t for d in docs[i:i + BATCH] for t in by_doc[d.doc_id]] for i in range(0, len(docs), BATCH)]
         log("raw SentenceTransformer.encode, one call per 64-document group ...")

@@ -14,63 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from _common import cli_ingest_and_eval
+
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "retrieval_svc.cli"]
 BACKENDS = ("embedded", "milvus")
 
 
-def serve(settings: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    with open(log, "w") as err:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([*CLI, "serve", "--config", str(settings)], stdout=subprocess.PIPE,
-                                stderr=err, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("READY "):
-            return proc, line.split()[1].split("=", 1)[1]
-    raise RuntimeError(f"the server exited with {proc.wait()}; see {log}")
-
-
 def run_backend(backend: str, data: Path, cache: Path) -> dict:
-    folder = cache / f"parity-{data.name}-{backend}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    settings = {"server": {"port": 0, "metrics_port": -1}, "evaluation": {"schedule_seconds": 0}}
-    if backend == "embedded":
-        settings["store"] = {"path": str(folder / "store")}
-    else:
+    settings: dict = {}
+    if backend == "milvus":
         settings["store"] = {"backend": "milvus"}
-        settings["milvus"] = {"uri": str(folder / "milvus.db")}
-    (folder / "settings.yaml").write_text(json.dumps(settings))
-    proc, target = serve(folder / "settings.yaml", folder / "server.log")
-    try:
-        t = time.perf_counter()
-        subprocess.run([*CLI, "ingest", str(data), "--target", target, "--quiet",
-                        "--dead-letter", str(folder / "rejected.jsonl")], check=True)
-        ingest_seconds = time.perf_counter() - t
-        t = time.perf_counter()
-        subprocess.run([*CLI, "eval", "--beir", str(data), "--ks", "10,100", "--stages", "dense,bm25,fused",
-                        "--json", str(folder / "eval.json"), "--target", target],
-                       check=True, stdout=subprocess.DEVNULL)
-        eval_seconds = time.perf_counter() - t
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-    result = json.loads((folder / "eval.json").read_text())
-    stages = {}
-    for stage in result["stages"]:
-        values = {f'{m["metric"]}@{m["k"]}': m["value"] for m in stage["metrics"]}
-        stages[stage["stage"]] = {"ndcg@10": values["ndcg@10"], "recall@100": values["recall@100"],
-                                  "mean_latency_ms": 1000 * stage["latency"]["mean"]}
-    return {"backend": backend, "ingest_seconds": ingest_seconds, "eval_seconds": eval_seconds,
-            "queries": result["queries_evaluated"], "stages": stages}
+        settings["milvus"] = {"uri": "{folder}/milvus.db"}
+    return {"backend": backend, **cli_ingest_and_eval(settings, data, cache / f"parity-{data.name}-{backend}")}
 
 
 def main(argv=None) -> int:

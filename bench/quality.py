@@ -246,12 +246,12 @@ def ensure_ingested(client, docs, namespace: str, store: Path) -> dict:
     summary = client.ingest(docs, batch_size=64)
     seconds = time.perf_counter() - started
     have_docs, have_chunks = common.namespace_counts(client, namespace)
-    log(f"ingest done in {seconds:.0f} s: {summary.documents_added} added, {summary.chunks_embedded} "
+    log(f"ingest done in {seconds:.0f} s: {summary.added_document_count} added, {summary.embedded_chunk_count} "
         f"chunks embedded; store holds {have_docs} documents / {have_chunks} chunks")
     marker.write_text(json.dumps({"fingerprint": fingerprint, "documents": have_docs,
                                   "chunks": have_chunks, "date": common.today()}))
     return {"ingested": True, "documents": have_docs, "chunks": have_chunks, "seconds": seconds,
-            "chunks_embedded": int(summary.chunks_embedded)}
+            "chunks_embedded": int(summary.embedded_chunk_count)}
 
 
 # --- evaluation -------------------------------------------------------------------
@@ -268,7 +268,7 @@ def register(client, args, name: str) -> int:
         request.queries.add(query_id=q.query_id, text=q.text, judgements=[
             epb.Judgement(target_id=t, relevance=r) for t, r in q.judgements.items()])
     resp = client.register_query_set(request)
-    log(f"registered query set {resp.name}: {resp.queries} queries, {resp.judgements} judgements")
+    log(f"registered query set {resp.name}: {resp.query_count} queries, {resp.judgement_count} judgements")
     return qs
 
 
@@ -290,7 +290,7 @@ def evaluate(client, name: str, stages: list[str], fusion: str, depth: int,
     started = time.perf_counter()
     resp = client.evaluate(request, timeout=None)
     log(f"  Evaluate {'+'.join(stages)} fusion={fusion} depth={depth}: "
-        f"{time.perf_counter() - started:.1f} s, {resp.queries_evaluated} queries")
+        f"{time.perf_counter() - started:.1f} s, {resp.evaluated_query_count} queries")
     rows = []
     for s in resp.stages:
         stage = STAGE_NAMES[s.stage]
@@ -301,7 +301,7 @@ def evaluate(client, name: str, stages: list[str], fusion: str, depth: int,
             "recall@10": metrics["recall@10"], "recall@100": metrics["recall@100"],
             "mrr@10": metrics["mrr@10"], "p50_ms": s.latency.p50_seconds * 1000,
             "mean_timings_ms": {t.stage: t.seconds * 1000 for t in s.mean_timings},
-            "rerank_fallbacks": s.rerank_fallbacks,
+            "rerank_fallbacks": s.rerank_fallback_count,
         })
     return rows, resp
 
@@ -404,8 +404,8 @@ def run(args) -> dict:
         "dataset": args.dataset, "split": args.split, "config": config, "bm25_variant": variant,
         "bm25_effective": bm25_effective(variant),
         "label": config_label(args), "store": str(store.relative_to(common.REPO)),
-        "documents": ns.documents if ns else 0, "chunks": ns.chunks if ns else 0,
-        "skipped_docs": skipped, "queries": first.queries_evaluated, "rows": rows,
+        "documents": ns.document_count if ns else 0, "chunks": ns.chunk_count if ns else 0,
+        "skipped_docs": skipped, "queries": first.evaluated_query_count, "rows": rows,
         "diagnostics": diagnostics, "parity_max_abs_diff": parity, "ingest": ingest_info,
         "date": common.today(), "machine": common.machine_line(), "command": common.command_line(),
         "service_defaults": {"rrf_k": Settings().search.rrf_k, "k1": Settings().bm25.k1,

@@ -126,12 +126,17 @@ class BoundaryPriorities:
         return value
 
 
-def segment_starts(tokens: Tokens, min_segment: int, max_segment: int) -> list[int]:
+def segment_starts(tokens: Tokens, min_segment: int, max_segment: int,
+                   prefix: list[int] | None = None) -> list[int]:
     """Token indexes where segments start: `[0, cut_1, cut_2, ...]`, or `[]` for no tokens.
 
-    Every segment has at most `max_segment` tokens; segments are longer than
-    `min_segment` tokens except where the whole text or a fallback split is
-    too short for that (see the module docstring).
+    Every segment has at most `max_segment` tokens (with `prefix`, the running sums of
+    per-token weights such as encoder tokens, `prefix[i]` = weight of tokens `[0, i)`:
+    at most `max_segment` weight; every single token must weigh at most that); segments
+    are longer than `min_segment` tokens except where the whole text or a fallback split
+    is too short for that (see the module docstring). Cut decisions (steps 1 to 4)
+    count tokens, not weights, so the edit-locality argument is unchanged; only the
+    fallback of step 5 reads the weights.
     """
     n = len(tokens)
     if n == 0:
@@ -140,7 +145,7 @@ def segment_starts(tokens: Tokens, min_segment: int, max_segment: int) -> list[i
     cuts = content_cuts(tokens, min_segment, max_segment, priorities)
     starts = [0]
     for start, end in zip([0, *cuts], [*cuts, n]):
-        starts.extend(_split_long_gap(start, end, priorities, min_segment, max_segment))
+        starts.extend(_split_long_gap(start, end, priorities, min_segment, max_segment, prefix))
         if end < n:
             starts.append(end)
     return starts
@@ -196,14 +201,24 @@ def _peak_cuts(
 
 
 def _split_long_gap(
-    start: int, end: int, priorities: BoundaryPriorities, min_segment: int, max_segment: int
+    start: int, end: int, priorities: BoundaryPriorities, min_segment: int, max_segment: int,
+    prefix: list[int] | None = None,
 ) -> list[int]:
-    """Fallback cuts inside a segment longer than `max_segment` tokens (step 5)."""
+    """Fallback cuts inside a segment longer than `max_segment` tokens, or weight with
+    `prefix` (step 5)."""
+    def weight(a: int, b: int) -> int:
+        return b - a if prefix is None else prefix[b] - prefix[a]
+
     cuts = []
-    while end - start > max_segment:
-        low, high = start + min_segment + 1, min(start + max_segment, end - min_segment - 1)
+    while weight(start, end) > max_segment:
+        # The furthest boundary whose segment still fits.
+        if prefix is None:
+            far = start + max_segment
+        else:
+            far = max(start + 1, bisect.bisect_right(prefix, prefix[start] + max_segment, start, end) - 1)
+        low, high = start + min_segment + 1, min(far, end - min_segment - 1)
         if low > high:  # windows too small for the minimum: any boundary will do
-            low, high = start + 1, start + max_segment
+            low, high = start + 1, far
         start = max(range(low, high + 1), key=lambda boundary: (priorities(boundary), boundary))
         cuts.append(start)
     return cuts

@@ -12,15 +12,27 @@ and for the cases where more than three ids change).
 Character spans: the first chunk starts at offset 0 and the last ends at
 `len(text)`; whitespace between two segments belongs to the earlier one, so the
 spans together cover every character of the text.
+
+**Encoder tokens.** With a `counter` (chunkers.measure.EncoderTokenCounter) the window,
+the overlap and the chunk's `token_count` are in the encoder's tokens, and
+`split(..., reserved_tokens=r)` keeps `r` of each window for what the encoder reads
+beside the chunk (the title header): every chunk then fits the encoder whole, nothing
+is cut off before embedding. Cut decisions still count `\\S+` runs (the edit bound
+below holds as before); the windows' limits weigh each run by its encoder tokens, and a
+single run heavier than a window (a long URL, base64) is split into character pieces.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+import bisect
+import itertools
+
 from chunkers.boundaries import segment_starts
 from chunkers.ids import chunk_id
-from chunkers.tokens import tokenize
+from chunkers.measure import TokenCounter
+from chunkers.tokens import Tokens, tokenize
 from retrieval_svc.domain import TextChunk
 
 # Segments are at least max_segment // MIN_SEGMENT_DIVISOR tokens long (bar the
@@ -55,7 +67,10 @@ class WindowChunker:
         window_tokens: int = 256,
         overlap_tokens: int = 32,
         min_segment_tokens: int | None = None,
+        counter: TokenCounter | None = None,
     ) -> None:
+        self.counter = counter
+        self._min_segment_given = min_segment_tokens
         self.window_tokens = _check_int("window_tokens", window_tokens, 1)
         self.overlap_tokens = _check_int("overlap_tokens", overlap_tokens, 0, window_tokens - 1)
         self.max_segment_tokens = window_tokens - overlap_tokens
@@ -72,16 +87,32 @@ class WindowChunker:
             f"min_segment_tokens={self.min_segment_tokens})"
         )
 
-    def split(self, doc_key: str, text: str) -> list[TextChunk]:
-        """Chunks of `text` in order; `[]` when it has no non-whitespace character."""
+    def split(self, doc_key: str, text: str, *, reserved_tokens: int = 0) -> list[TextChunk]:
+        """Chunks of `text` in order; `[]` when it has no non-whitespace character.
+        `reserved_tokens` (with a counter): room each window keeps for the title header,
+        at most half the window (a longer header has its tail cut by the encoder)."""
         tokens = tokenize(text)
+        if self.counter is None:
+            overlap, max_segment, min_segment = self.overlap_tokens, self.max_segment_tokens, self.min_segment_tokens
+            prefix = None
+        else:
+            window = self.window_tokens - min(max(0, reserved_tokens), self.window_tokens // 2)
+            overlap = min(self.overlap_tokens, (window - 1) // 2)
+            max_segment = window - overlap
+            min_segment = self._min_segment_given or max(1, max_segment // MIN_SEGMENT_DIVISOR)
+            min_segment = min(min_segment, max_segment)
+            tokens, weights = _weighed(tokens, self.counter, max_segment)
+            prefix = [0, *itertools.accumulate(weights)]
         n = len(tokens)
-        starts = segment_starts(tokens, self.min_segment_tokens, self.max_segment_tokens)
+        starts = segment_starts(tokens, min_segment, max_segment, prefix)
         seen: Counter[str] = Counter()
         chunks = []
         for ordinal, segment_start in enumerate(starts):
             segment_end = starts[ordinal + 1] if ordinal + 1 < len(starts) else n
-            first_token = max(0, segment_start - self.overlap_tokens)
+            if prefix is None:
+                first_token = max(0, segment_start - overlap)
+            else:  # as many tokens before the segment as weigh at most `overlap`
+                first_token = bisect.bisect_left(prefix, prefix[segment_start] - overlap, 0, segment_start)
             start_char = 0 if ordinal == 0 else tokens.starts[first_token]
             end_char = tokens.starts[segment_end] if segment_end < n else len(text)
             chunk_text = text[start_char:end_char]
@@ -93,6 +124,41 @@ class WindowChunker:
                 text=chunk_text,
                 start_char=start_char,
                 end_char=end_char,
-                token_count=segment_end - first_token,
+                token_count=(segment_end - first_token if prefix is None
+                             else prefix[segment_end] - prefix[first_token]),
             ))
         return chunks
+
+
+def _weighed(tokens: Tokens, counter: TokenCounter, limit: int) -> tuple[Tokens, list[int]]:
+    """The tokens with their encoder-token weights (at least 1 each); a token heavier than
+    `limit` is split into character pieces of at most limit // 2 (slack for the
+    tokenizer reading the pieces joined again inside one chunk)."""
+    weights = [max(1, w) for w in counter.counts([tokens.token(i) for i in range(len(tokens))])]
+    if all(w <= limit for w in weights):
+        return tokens, weights
+    starts: list[int] = []
+    ends: list[int] = []
+    out: list[int] = []
+    piece_limit = max(1, limit // 2)
+    for i, w in enumerate(weights):
+        if w <= limit:
+            starts.append(tokens.starts[i])
+            ends.append(tokens.ends[i])
+            out.append(w)
+            continue
+        start, end = tokens.starts[i], tokens.ends[i]
+        while start < end:
+            # The longest piece from `start` within piece_limit tokens (binary search on length).
+            low, high = 1, end - start
+            while low < high:
+                middle = (low + high + 1) // 2
+                if counter.counts([tokens.text[start:start + middle]])[0] <= piece_limit:
+                    low = middle
+                else:
+                    high = middle - 1
+            starts.append(start)
+            ends.append(start + low)
+            out.append(max(1, counter.counts([tokens.text[start:start + low]])[0]))
+            start += low
+    return Tokens(tokens.text, starts, ends), out

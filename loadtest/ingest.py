@@ -15,7 +15,7 @@ Documents come from the service's own source reader (`retrieval_svc.sources`, as
 folder of text files, in source order; records that do not parse are skipped and
 counted. Every document goes to one namespace, whatever a record says. Batches ask for
 on_invalid SKIP by default, so a document the server rejects is counted
-(IngestSummary.documents_rejected) and the rest of its batch is committed; with REJECT
+(IngestSummary.rejected_document_count) and the rest of its batch is committed; with REJECT
 such a batch fails whole with INVALID_ARGUMENT. The batches are prepared before the
 window opens, so no file is read while it is measured.
 
@@ -170,9 +170,9 @@ class BatchCounts:
 
     @classmethod
     def of(cls, summary: pb.IngestSummary) -> "BatchCounts":
-        return cls(added=summary.documents_added, updated=summary.documents_updated,
-                   unchanged=summary.documents_unchanged, rejected=summary.documents_rejected,
-                   chunks_embedded=summary.chunks_embedded)
+        return cls(added=summary.added_document_count, updated=summary.updated_document_count,
+                   unchanged=summary.unchanged_document_count, rejected=summary.rejected_document_count,
+                   chunks_embedded=summary.embedded_chunk_count)
 
 
 class IngestCaller:

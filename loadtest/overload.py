@@ -171,7 +171,7 @@ async def namespace_size(target: str, namespace: str) -> tuple[int, int]:
         info = await rgrpc.RetrievalServiceStub(channel).Info(pb.InfoRequest(), timeout=30)
     for ns in info.namespaces:
         if ns.name == (namespace or "default"):
-            return int(ns.documents), int(ns.chunks)
+            return int(ns.document_count), int(ns.chunk_count)
     return 0, 0
 
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+# First: sets OMP_WAIT_POLICY before torch and faiss load their OpenMP runtimes.
+import retrieval_svc.openmp  # noqa: F401
 from retrieval_svc import __version__
+from chunkers.measure import EncoderTokenCounter
 from retrieval_svc.batching import DynamicBatcher
 from retrieval_svc.domain import ModelIdentity
 from retrieval_svc.ingest import Ingestor
-from retrieval_svc.pipeline import SearchPipeline
+from retrieval_svc.memory import Memory
+from retrieval_svc.pipeline import EncodedQueries, SearchPipeline
 from retrieval_svc.protocols import Encoder, Reranker
 from retrieval_svc.settings import Settings, default_encoder_model
 from retrieval_svc.store import DocumentStore, EncoderBinding, open_store
@@ -58,22 +65,64 @@ def index_factories(settings: Settings, dimension: int) -> IndexFactories:
 
 
 def load_encoder(settings: Settings) -> Encoder:
+    """The encoder `encoder.backend` names; for onnx, exported on the first start (StartupError
+    naming the setting when onnxruntime is missing or the model cannot be exported)."""
+    e = settings.encoder
+    if e.backend == "onnx":
+        return _load_onnx_encoder(settings)
     from retrieval_svc.models import SentenceTransformerEncoder
 
-    e = settings.encoder
     return SentenceTransformerEncoder(
         e.model or default_encoder_model(), device=e.device, max_seq_length=e.max_seq_length,
         batch_size=e.batch_size,
     )
 
 
+def onnx_cache_dir(settings: Settings) -> Path:
+    """encoder.onnx_cache_dir, or onnx-cache/ in store.path."""
+    return Path(settings.encoder.onnx_cache_dir or Path(settings.store.path) / "onnx-cache")
+
+
+def _load_onnx_encoder(settings: Settings) -> Encoder:
+    import importlib.util
+
+    from retrieval_svc.errors import StartupError
+
+    missing = [dist for module, dist in (("onnxruntime", "onnxruntime"), ("onnxscript", "onnxscript"))
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise StartupError(f"encoder.backend: onnx needs {' and '.join(missing)}; pip install "
+                           f"\"retrieval-svc[server]\", or set encoder.backend: torch")
+    from retrieval_svc.onnx_encoder import OnnxEncoder, OnnxExportError
+
+    e = settings.encoder
+    cache = onnx_cache_dir(settings)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        if not os.access(cache, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+    except OSError as exc:
+        raise StartupError(f"encoder.onnx_cache_dir: cannot keep ONNX exports in {cache}: "
+                           f"{exc.strerror or exc}") from None
+    try:
+        return OnnxEncoder(e.model or default_encoder_model(), cache_dir=cache, precision=e.onnx_precision,
+                           max_seq_length=e.max_seq_length, batch_size=e.batch_size,
+                           threads=settings.server.torch_threads)
+    except OnnxExportError as exc:
+        raise StartupError(f"encoder.backend: onnx: {exc}") from None
+
+
 def load_reranker(settings: Settings) -> Reranker | None:
     r = settings.reranker
     if not r.model:
         return None
+    from retrieval_svc.learned_rerank import LearnedReranker, resolve_model_folder
     from retrieval_svc.models import CrossEncoderReranker
 
-    return CrossEncoderReranker(
+    # A models folder or version that `retrieval-svc train-reranker` installed, else a plain
+    # cross-encoder.
+    kind = LearnedReranker if resolve_model_folder(r.model) is not None else CrossEncoderReranker
+    return kind(
         r.model, device=r.device, max_length=r.max_length, batch_size=r.batch_size,
         max_passage_chars=r.max_passage_chars,
     )
@@ -137,9 +186,18 @@ class App:
             else f"{settings.dense.kind}/{backend}/{device}")
         self.telemetry.add_index_collector(self.store.stats)
         c = settings.chunker
-        chunker = make_chunker(c.name, window_tokens=c.window_tokens, overlap_tokens=c.overlap_tokens)
+        # The encoder's tokenizer: windows (chunker.unit: encoder) and queries' token counts.
+        self.token_counter = EncoderTokenCounter(settings.encoder.model or default_encoder_model())
+        counter, window = None, c.window_tokens
+        if c.unit == "encoder":
+            counter = self.token_counter
+            window -= counter.special_tokens
+        chunker = make_chunker(c.name, window_tokens=window, overlap_tokens=min(c.overlap_tokens, window - 1),
+                               counter=counter)
         self.ingestor = Ingestor(self.store, chunker, self._embed_passages, settings.limits,
-                                 prepend_title=c.prepend_title)
+                                 prepend_title=c.prepend_title, memory=settings.memory, counter=counter,
+                                 passage_prefix=settings.encoder.passage_prefix)
+        self.memory = Memory(self.store, settings.memory, self.telemetry)
         self.rerank_batcher: DynamicBatcher[tuple[str, str], float] | None = None
         rerank_stage = None
         reranker = self.reranker
@@ -164,8 +222,12 @@ class App:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def _embed_queries(self, texts) -> np.ndarray:
-        return np.asarray(self.encoder_batcher.run(list(texts)), dtype=np.float32)
+    def _embed_queries(self, texts) -> EncodedQueries:
+        texts = list(texts)
+        vectors, queued = self.encoder_batcher.run_timed(texts)
+        counts = self.token_counter.counts(texts)
+        return EncodedQueries(np.asarray(vectors, dtype=np.float32), queued,
+                              tuple(c + self.token_counter.special_tokens for c in counts))
 
     def _embed_passages(self, texts) -> np.ndarray:
         # On a thread of its own: FAISS sets OpenMP to dense.search_threads in every thread
@@ -184,6 +246,8 @@ class App:
             self._spawn("evaluations", self._evaluation_loop)
         if self.store.shared:
             self._spawn("evaluation-results", self._result_loop)
+        if self.settings.memory.sweep_interval_seconds > 0:
+            self._spawn("expiry-sweep", self._sweep_loop)
 
     def _spawn(self, name: str, target) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -214,6 +278,14 @@ class App:
             self.evaluations.run_configured()
             if self._stop.wait(interval):
                 break
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self.settings.memory.sweep_interval_seconds):
+            try:
+                self.memory.sweep()
+            except Exception:
+                log.exception("expiry sweep failed; expired documents stay invisible and are "
+                              "deleted by a later sweep")
 
     def _result_loop(self) -> None:
         """Over a shared store, export the results that `evaluate-scheduled` (or another

@@ -42,6 +42,7 @@ class _Request(Generic[T, R]):
     taken: int = 0  # items already placed into batches
     filled: int = 0  # results already written back
     started: bool = False
+    started_at: float = 0.0  # when its first batch began (monotonic)
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.items)
@@ -101,25 +102,36 @@ class DynamicBatcher(Generic[T, R]):
         A caller may `cancel()` the future while it still waits in the queue.
         Raises BatcherClosed once `close()` was called.
         """
+        return self._submit(items)[0]
+
+    def _submit(self, items: Sequence[T]) -> tuple[Future, _Request | None]:
         future: Future = Future()
         items = list(items)
         if not items:
             future.set_result([])
-            return future
+            return future, None
+        request: _Request = _Request(items, future, time.monotonic())
         with self._cond:
             if self._closed:
                 raise BatcherClosed(f"batcher {self.name!r} is closed")
-            self._queue.append(_Request(items, future, time.monotonic()))
+            self._queue.append(request)
             self._queued_items += len(items)
             self._cond.notify()
-        return future
+        return future, request
 
     def run(self, items: Sequence[T], timeout: float | None = None) -> list[R]:
         """Submit and wait. Raises TimeoutError (after cancelling the request if it
         has not started) when `timeout` seconds pass, or what `fn` raised."""
-        future = self.submit(items)
+        return self.run_timed(items, timeout)[0]
+
+    def run_timed(self, items: Sequence[T], timeout: float | None = None) -> tuple[list[R], float]:
+        """As `run`, with the seconds the items waited in the queue before their first batch
+        began (the rest of the wait is the model's work: text-embeddings-inference's
+        queue_time apart from inference_time)."""
+        future, request = self._submit(items)
         try:
-            return future.result(timeout)
+            results = future.result(timeout)
+            return results, (request.started_at - request.enqueued_at) if request is not None else 0.0
         except FutureTimeoutError:
             if future.done():  # fn itself raised a TimeoutError
                 raise
@@ -190,6 +202,7 @@ class DynamicBatcher(Generic[T, R]):
                     self._drop_head()
                     continue
                 request.started = True
+                request.started_at = time.monotonic()
             elif request.future.done():  # an earlier part failed
                 self._drop_head()
                 continue

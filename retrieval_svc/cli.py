@@ -9,11 +9,14 @@
     retrieval-svc namespaces | info
     retrieval-svc eval (--set NAME | --beir DIR [--split test]) [--ks 1,5,10] [--json [FILE]] [--report DIR]
     retrieval-svc keys new --id ID --role ROLE:NAMESPACE_GLOB [--role ...] | keys hash | keys check FILE
+    retrieval-svc train-reranker (--beir DIR [--split train] | --trec QUERIES QRELS) [--stage fusion|both]
+                                 [--models-dir DIR] [--install] [--min-gain X] [--target HOST:PORT]
 
 Client commands take --target, --tls, --ca-file, --token, --cert-file/--key-file (mTLS), also from
 RETRIEVAL_SVC_TARGET, RETRIEVAL_SVC_TLS, RETRIEVAL_SVC_CA_FILE, RETRIEVAL_SVC_TOKEN,
 RETRIEVAL_SVC_CERT_FILE and RETRIEVAL_SVC_KEY_FILE (docs/security.md), and --json: the result as
-JSON on stdout, snake_case keys, numbers as numbers, instants as ISO 8601 UTC strings. They need
+JSON on stdout, snake_case keys named as the API's fields (added_document_count, document_count;
+eval's are its report file's), numbers as numbers, instants as ISO 8601 UTC strings. They need
 only the client's dependencies (`pip install retrieval-svc`); serve, evaluate-scheduled and keys
 need the server's (`pip install "retrieval-svc[server]"`).
 """
@@ -62,7 +65,7 @@ SERVER_MODULES = {
     "torch": "torch", "sentence_transformers": "sentence-transformers", "faiss": "faiss-cpu",
     "numpy": "numpy", "pydantic_settings": "pydantic-settings", "yaml": "pyyaml",
     "prometheus_client": "prometheus-client", "grpc_health": "grpcio-health-checking",
-    "grpc_reflection": "grpcio-reflection",
+    "grpc_reflection": "grpcio-reflection", "Stemmer": "PyStemmer",
 }
 KEYS_MODULES = {"yaml": "pyyaml", "pydantic_settings": "pydantic-settings"}
 
@@ -406,13 +409,14 @@ def cmd_ingest(args) -> int:
                resume_from=None if report.outcome is Outcome.COMPLETED else report.next_record)
     print(json.dumps(out, indent=2))
     dead = f" (dead letters: {dead_letters.path})" if dead_letters.rows else ""
-    print(f"{_count(report.records, 'document', 'documents')}: {report.documents_committed:,} committed "
-          f"({s.documents_added:,} added, {s.documents_updated:,} updated, {s.documents_unchanged:,} unchanged), "
-          f"{s.documents_rejected:,} rejected{dead}, {_count(s.chunks_embedded, 'chunk', 'chunks')} embedded, "
+    print(f"{_count(report.records, 'document', 'documents')}: {report.committed_document_count:,} committed "
+          f"({s.added_document_count:,} added, {s.updated_document_count:,} updated, "
+          f"{s.unchanged_document_count:,} unchanged), {s.rejected_document_count:,} rejected{dead}, "
+          f"{_count(s.embedded_chunk_count, 'chunk', 'chunks')} embedded, "
           f"{_count(report.retries, 'retry', 'retries')}", file=sys.stderr)
 
     if report.outcome is Outcome.COMPLETED:
-        return 3 if s.documents_rejected and not args.allow_rejects else 0
+        return 3 if s.rejected_document_count and not args.allow_rejects else 0
     where = f" at {report.stopped_at} (record {report.next_record})" if report.stopped_at else ""
     print(f"retrieval-svc ingest: stopped{where}: {report.error}", file=sys.stderr)
     if report.outcome is Outcome.STOPPED_ON_INVALID:
@@ -526,14 +530,33 @@ def cmd_get(args) -> int:
 
 
 def cmd_delete(args) -> int:
+    if bool(args.doc_ids) == args.all:
+        print("retrieval-svc delete: name documents (DOC_ID ...) or --all with --namespace, not both",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.all and not args.namespace:
+        print('retrieval-svc delete --all: name the namespace (--namespace NS; "default" empties the '
+              "default one)", file=sys.stderr)
+        return EXIT_USAGE
+
     def run(client: RetrievalClient) -> int:
+        if args.all:
+            summary = client.delete_namespace(args.namespace)
+            if args.json:
+                _print_json(summary)
+            else:
+                print(f"namespace {args.namespace} deleted: "
+                      f"{_count(summary.deleted_document_count, 'document', 'documents')} "
+                      f"({_count(summary.removed_chunk_count, 'chunk', 'chunks')}); "
+                      f"index generation {summary.index_generation}")
+            return EXIT_OK
         summary = client.delete(args.doc_ids, namespace=args.namespace)
         if args.json:
             _print_json(summary)
             return EXIT_OK
         missing = f"; not found: {', '.join(summary.not_found)}" if summary.not_found else ""
-        print(f"{_count(summary.documents_deleted, 'document', 'documents')} deleted "
-              f"({_count(summary.chunks_removed, 'chunk', 'chunks')} removed) from {args.namespace or 'default'}"
+        print(f"{_count(summary.deleted_document_count, 'document', 'documents')} deleted "
+              f"({_count(summary.removed_chunk_count, 'chunk', 'chunks')} removed) from {args.namespace or 'default'}"
               f"{missing}; index generation {summary.index_generation}")
         return EXIT_OK
 
@@ -542,7 +565,7 @@ def cmd_delete(args) -> int:
 
 def cmd_namespaces(args) -> int:
     def run(client: RetrievalClient) -> int:
-        namespaces = client.info().namespaces
+        namespaces = client.list_namespaces(args.prefix)
         if args.json:
             _print_json(list(namespaces))
             return EXIT_OK
@@ -592,6 +615,23 @@ def cmd_eval(args) -> int:
         return _rpc_failure("eval", exc, _target(args))
 
 
+def cmd_train_reranker(args) -> int:
+    """Learn re-ranking from a labeled set through a running server; install it only when it
+    beats the fused ranking on held-out queries (retrieval_svc.train_reranker)."""
+    missing = _missing_dependencies("train-reranker", SERVER_MODULES)
+    if missing is not None:
+        return missing
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from retrieval_svc.train_reranker import run_training
+
+    if not 0 < args.heldout_fraction < 1:
+        print(f"retrieval-svc train-reranker: --heldout-fraction must be in (0, 1), got {args.heldout_fraction}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    return _with_client(args, "train-reranker", lambda client: run_training(args, client))
+
+
 def cmd_keys(args) -> int:
     """Issue and check API keys (docs/security.md). No server is involved."""
     missing = _missing_dependencies("keys", KEYS_MODULES)
@@ -633,6 +673,19 @@ def cmd_keys(args) -> int:
     print(f"{args.file}: {ring.count} keys, {len(ring.by_hash)} token hashes, "
           f"{len(ring.by_client_name)} client names")
     return 0
+
+
+TRAIN_RERANKER_DESCRIPTION = """\
+Learn re-ranking from a labeled query set through a running server, and install it only when
+it beats the server's fused ranking on held-out queries. Candidates are the server's own hybrid
+results (its re-rank head); a seeded --heldout-fraction of the queries is held out. Stage
+"fusion" fits a scorer over each candidate's dense, BM25 and fused scores and ranks; "both"
+also fine-tunes a cross-encoder on hard negatives from those candidates and adds its logit to
+the features. The best stage is installed when its held-out nDCG@10 gain over fused exceeds
+--min-gain: a versioned folder reranker-v<N>-<revision> under --models-dir and a CURRENT file
+naming it. Serve it with reranker.model set to the models folder (and search.rerank: true),
+after a restart; responses then name it (reranker-v<N>-<kind>) in their model identities.
+"""
 
 
 def _at_least(low, kind):
@@ -761,14 +814,17 @@ def build_parser() -> argparse.ArgumentParser:
     client_args(p)
     p.set_defaults(func=cmd_get)
 
-    p = command("delete", "delete documents and their chunks from every index")
-    p.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    p = command("delete", "delete documents and their chunks from every index, or a whole namespace")
+    p.add_argument("doc_ids", nargs="*", metavar="DOC_ID")
     p.add_argument("--namespace", default="", metavar="NS", help="the documents' namespace (default: default)")
+    p.add_argument("--all", action="store_true",
+                   help="delete the namespace --namespace names, with every document in it")
     json_flag(p)
     client_args(p)
     p.set_defaults(func=cmd_delete)
 
     p = command("namespaces", "list the namespaces (the key's own, with API keys) and their counts")
+    p.add_argument("--prefix", default="", help="only namespaces whose name starts with this")
     json_flag(p)
     client_args(p)
     p.set_defaults(func=cmd_namespaces)
@@ -798,6 +854,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-metrics", action="store_true", help="update the server's quality gauges")
     client_args(p)
     p.set_defaults(func=cmd_eval, timeout=600.0)
+
+    p = command("train-reranker", "learn re-ranking from a labeled set; install it only if it beats fused",
+                description=TRAIN_RERANKER_DESCRIPTION,
+                epilog="exit codes: 0 installed (without --install: would be); 1 no stage beats the fused "
+                       "ranking on the held-out queries by more than --min-gain: nothing installed; 2 bad "
+                       "usage or input; 3, 4, 5 as the client commands")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--beir", help="BEIR folder (queries.jsonl, qrels/<split>.tsv)")
+    group.add_argument("--trec", nargs=2, metavar=("QUERIES", "QRELS"), help="TREC queries + qrels files")
+    p.add_argument("--split", default="train", help="BEIR split to learn from (default train)")
+    p.add_argument("--namespace", default="", help="namespace the judgements refer to (default: default)")
+    p.add_argument("--level", choices=["document", "chunk"], default="document")
+    p.add_argument("--stage", choices=["fusion", "cross-encoder", "both"], default="fusion",
+                   help="fusion: learned fusion of the per-retriever scores and ranks (seconds); both: also "
+                        "fine-tune a cross-encoder whose logits join the features (slow on a CPU); "
+                        "cross-encoder: that stage only (default fusion)")
+    p.add_argument("--base-model", help="cross-encoder to start from: a CrossEncoder or bi-encoder folder or "
+                                        "hub name (default: the packaged MiniLM with a fresh one-logit head)")
+    p.add_argument("--steps", type=_at_least(0, int), default=1000, help="cross-encoder steps (default 1000)")
+    p.add_argument("--max-minutes", type=_at_least(0, float), default=0,
+                   help="stop the cross-encoder's training after this long (default: no limit)")
+    p.add_argument("--batch-queries", type=_at_least(1, int), default=2,
+                   help="queries per step, each with one relevant and --negatives candidates (default 2)")
+    p.add_argument("--negatives", type=_at_least(1, int), default=7,
+                   help="hard negatives per query: non-relevant candidates the service ranked highest (default 7)")
+    p.add_argument("--max-length", type=_at_least(8, int), default=256, help="tokens per pair (default 256)")
+    p.add_argument("--batch-size", type=_at_least(1, int), default=32, help="pairs per scoring batch (default 32)")
+    p.add_argument("--learning-rate", type=_at_least(0, float), default=3e-5)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--hidden", type=_at_least(0, int), default=0,
+                   help="tanh units of the scorer's hidden layer; 0 = linear (default 0)")
+    p.add_argument("--top-n", type=_at_least(1, int), default=0,
+                   help="candidates per query: the head the server re-ranks (default: its search.rerank_top_n "
+                        "when Info shows the configuration, else 50)")
+    p.add_argument("--heldout-fraction", type=float, default=0.2, help="queries held out for the gate (default 0.2)")
+    p.add_argument("--folds", type=_at_least(2, int), default=5,
+                   help="cross-validation folds over the held-out queries for the cross-encoder stage (default 5)")
+    p.add_argument("--min-gain", type=float, default=0.0,
+                   help="install only when held-out nDCG@10 beats fused by more than this (default 0)")
+    p.add_argument("--models-dir", default="models/rerankers",
+                   help="where versions are installed, with CURRENT naming the one in force "
+                        "(default models/rerankers)")
+    p.add_argument("--install", action="store_true", help="install the model when it passes the gate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    json_flag(p)
+    client_args(p)
+    p.set_defaults(func=cmd_train_reranker, timeout=120.0)
 
     p = command("keys", "issue API keys and check keys files (docs/security.md)",
                 epilog="exit codes: 0 done; 2 bad input, or a missing server dependency")

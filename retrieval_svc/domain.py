@@ -28,6 +28,10 @@ class Document:
     metadata: Mapping[str, str] = field(default_factory=dict)
     source_updated_at: float | None = None
     source_uri: str = ""
+    # Session memory: when the document expires, and the TTL a refreshing read extends it by.
+    # Both None: it never expires (unless its namespace's policy sets a TTL at ingest).
+    expires_at: float | None = None
+    ttl_seconds: float | None = None
 
 
 @dataclass(frozen=True)

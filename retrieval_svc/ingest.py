@@ -8,6 +8,7 @@ new ones are sent to the encoder.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -23,8 +24,9 @@ from retrieval_svc.domain import (
 )
 from retrieval_svc.deadline import NO_DEADLINE, Deadline
 from retrieval_svc.errors import InvalidArgument, InvalidDocument, NotFound, ResourceExhausted
+from chunkers.measure import TokenCounter
 from retrieval_svc.protocols import Chunker
-from retrieval_svc.settings import LimitSettings
+from retrieval_svc.settings import LimitSettings, MemorySettings
 from retrieval_svc.store.base import DocumentStore, NewChunk, StoreWriter
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
@@ -106,10 +108,31 @@ def validate_document(doc: Document, limits: LimitSettings, index: int) -> Docum
         raise bad("source_updated_at", "malformed",
                   "source_updated_at must be an instant after 1970-01-01T00:00:00Z and before "
                   "9999-12-31T23:59:59Z (Timestamp seconds 1..253402300798, nanos 0..999999999)")
+    if doc.expires_at is not None and doc.ttl_seconds is not None:
+        raise bad("expires_at", "malformed", "set expires_at or ttl_seconds, not both")
+    if doc.ttl_seconds is not None and not (math.isfinite(doc.ttl_seconds) and doc.ttl_seconds > 0):
+        raise bad("ttl_seconds", "malformed", f"ttl_seconds must be > 0, got {doc.ttl_seconds}")
+    if doc.ttl_seconds is not None and doc.ttl_seconds > MAX_TIMESTAMP_SECONDS - time.time():
+        raise bad("ttl_seconds", "malformed", "ttl_seconds reaches past 9999-12-31T23:59:59Z")
+    if doc.expires_at is not None and not (math.isfinite(doc.expires_at)
+                                           and time.time() < doc.expires_at < MAX_TIMESTAMP_SECONDS):
+        raise bad("expires_at", "malformed",
+                  "expires_at must be in the future and before 9999-12-31T23:59:59Z")
     if namespace == doc.namespace:
         return doc
-    return Document(namespace, doc.doc_id, doc.text, doc.title, dict(doc.metadata),
-                    doc.source_updated_at, doc.source_uri)
+    return dataclasses.replace(doc, namespace=namespace, metadata=dict(doc.metadata))
+
+
+def with_expiry(doc: Document, memory: MemorySettings, now: float) -> Document:
+    """The document with the expiry it is stored with: its own ttl_seconds (from `now`) or
+    expires_at, else its namespace's policy (memory.namespaces), else none."""
+    ttl = doc.ttl_seconds
+    if ttl is None and doc.expires_at is None:
+        policy = memory.policy(doc.namespace)
+        ttl = policy.ttl_seconds if policy is not None else None
+    if ttl is None:
+        return doc
+    return dataclasses.replace(doc, expires_at=now + ttl, ttl_seconds=ttl)
 
 
 @dataclass(frozen=True)
@@ -168,8 +191,15 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 class Ingestor:
     def __init__(self, store: DocumentStore, chunker: Chunker, embed_passages: EmbedFn,
-                 limits: LimitSettings, prepend_title: bool = False) -> None:
+                 limits: LimitSettings, prepend_title: bool = False,
+                 memory: MemorySettings | None = None, counter: TokenCounter | None = None,
+                 passage_prefix: str = "") -> None:
+        """`counter`: the chunker measures windows in the encoder's tokens; each document's
+        header (passage prefix and, with `prepend_title`, the title) is counted against them."""
         self.store = store
+        self.memory = memory or MemorySettings()
+        self.counter = counter
+        self.passage_prefix = passage_prefix
         self.chunker = chunker
         self.embed_passages = embed_passages
         self.limits = limits
@@ -247,7 +277,11 @@ class Ingestor:
         key = f"{doc.namespace}\x1f{doc.doc_id}"
         if self.prepend_title and doc.title:
             key += f"\x1f{doc.title}"
-        chunks = self.chunker.split(key, doc.text)
+        reserved = 0
+        if self.counter is not None:
+            header = self.passage_prefix + (f"{doc.title}\n\n" if self.prepend_title and doc.title else "")
+            reserved = self.counter.counts([header])[0] if header else 0
+        chunks = self.chunker.split(key, doc.text, reserved_tokens=reserved)
         if not chunks:
             # A title-only document (blank text): its title is its one chunk's content.
             key = f"{doc.namespace}\x1f{doc.doc_id}\x1f{doc.title}"
@@ -257,7 +291,7 @@ class Ingestor:
     def _commit_document(self, writer: StoreWriter, plan: "_Plan", existing: set[str],
                          embedded: dict[str, np.ndarray], now: float,
                          summary: IngestSummary) -> None:
-        doc = plan.doc
+        doc = with_expiry(plan.doc, self.memory, now)
         source_time = doc.source_updated_at if doc.source_updated_at is not None else now
         chunks = [NewChunk(c.chunk_id, c.ordinal, c.text, c.start_char, c.end_char, c.token_count,
                            None if c.chunk_id in existing else embedded[c.chunk_id])

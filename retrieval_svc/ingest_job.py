@@ -27,8 +27,9 @@ from retrieval_svc.sources import Record, SourceError
 
 ON_ERROR_POLICIES = ("skip", "stop")
 # IngestSummary counters a job adds up over its batches (index_generation is the last one's).
-COUNTERS = ("documents_added", "documents_updated", "documents_unchanged", "documents_rejected",
-            "chunks_added", "chunks_unchanged", "chunks_removed", "chunks_embedded")
+COUNTERS = ("added_document_count", "updated_document_count", "unchanged_document_count",
+            "rejected_document_count", "added_chunk_count", "unchanged_chunk_count", "removed_chunk_count",
+            "embedded_chunk_count")
 
 
 class Outcome(str, Enum):
@@ -42,7 +43,7 @@ class Outcome(str, Enum):
 @dataclass
 class JobReport:
     """What a job did. `summary` adds up the acknowledged batches' IngestSummary counters,
-    with documents_rejected counting records rejected here as well as by the server;
+    with rejected_document_count counting records rejected here as well as by the server;
     `records` counts the records dealt with (committed or dead-lettered); `next_record` is the
     first record not committed, where a rerun resumes (a record that stopped the job under
     policy "stop" is dead-lettered and also the resume point, to be re-read once fixed)."""
@@ -56,9 +57,9 @@ class JobReport:
     error: str = ""
 
     @property
-    def documents_committed(self) -> int:
+    def committed_document_count(self) -> int:
         s = self.summary
-        return s.documents_added + s.documents_updated + s.documents_unchanged
+        return s.added_document_count + s.updated_document_count + s.unchanged_document_count
 
     def add(self, summary: pb.IngestSummary) -> None:
         for name in COUNTERS:
@@ -155,7 +156,7 @@ class IngestJob:
                 if record.document is None and self.stop_on_invalid:
                     self._send(batch, report)  # commit the records before it, then stop
                     self._reject_here(record)
-                    report.summary.documents_rejected += 1
+                    report.summary.rejected_document_count += 1
                     report.records += 1
                     raise _Stop(Outcome.STOPPED_ON_INVALID, record, record.message)
                 batch.append(record)
@@ -227,7 +228,7 @@ class IngestJob:
                 rejection = summary.rejected[0] if summary.rejected else None
                 self._dead_letter(docs[bad], rejection, exc)
                 if rejection is None:
-                    report.summary.documents_rejected += 1
+                    report.summary.rejected_document_count += 1
                 report.records += 1
                 raise _Stop(Outcome.STOPPED_ON_INVALID, docs[bad],
                             _without_position(rejection.message, bad) if rejection else exc.details() or "") from None
@@ -239,7 +240,7 @@ class IngestJob:
         for record in batch:
             if record.document is None:
                 self._reject_here(record)
-                report.summary.documents_rejected += 1
+                report.summary.rejected_document_count += 1
             elif record.index in rejected:
                 self._dead_letter(record, rejected[record.index])
         report.add(summary)

@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+# Before torch loads its OpenMP runtime: sets OMP_WAIT_POLICY (see the module).
+import retrieval_svc.openmp  # noqa: F401
 from retrieval_svc.domain import ModelIdentity
 
 WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin")

@@ -34,6 +34,16 @@ FUSION_METHODS = ("rrf", "minmax", "zscore")
 
 
 @dataclass(frozen=True)
+class EncodedQueries:
+    """What the encoder returned for a batch of queries: unit vectors, the seconds they
+    waited in the batcher's queue before their batch ran, and each query's tokens."""
+
+    vectors: np.ndarray
+    queue_seconds: float = 0.0
+    token_counts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class SearchOptions:
     """A search as a caller asks for it; None means the configured default."""
 
@@ -54,6 +64,8 @@ class SearchOptions:
     recency_half_life_seconds: float | None = None
     recency_weight: float = 0.0
     request_id: str = ""
+    # Only chunks first indexed at or before this instant (POSIX seconds).
+    as_of: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class ResolvedSearch:
     recency_half_life_seconds: float | None
     recency_weight: float
     request_id: str
+    as_of: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,9 @@ class SearchHit:
     fused: StageScore | None
     rerank: StageScore | None
     staleness_seconds: float
+    # The document's expiry and TTL (None: it does not expire).
+    expires_at: float | None = None
+    ttl_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,13 +112,17 @@ class SearchResult:
     request_id: str
     hits: list[SearchHit]
     mode: SearchMode
-    fusion: str
+    # The method that fused the dense and BM25 candidates; None when nothing was fused (a
+    # dense-only or BM25-only search).
+    fusion: str | None
     reranked: bool
     rerank_fallback: bool
     rerank_fallback_reason: str
     timings: dict[str, float]
     models: tuple[ModelIdentity, ...]
     index_generation: int
+    # The query's length in encoder tokens (prefix and special tokens included); 0 for BM25 only.
+    query_token_count: int = 0
 
 
 @dataclass
@@ -121,6 +141,7 @@ class _Work:
     order: list[tuple[int, float]] = field(default_factory=list)
     rerank_scores: dict[int, StageScore] = field(default_factory=dict)
     fallback_reason: str = ""
+    query_token_count: int = 0
     # The query's span: the Search RPC's, or one of a batch's `search` spans (`own_span`: ended here).
     span: Span = NO_SPAN
     own_span: bool = False
@@ -131,7 +152,7 @@ class SearchPipeline:
         self,
         settings: Settings,
         store: DocumentStore,
-        embed_queries: Callable[[Sequence[str]], np.ndarray],
+        embed_queries: Callable[[Sequence[str]], EncodedQueries],
         encoder_identity: ModelIdentity,
         rerank_stage: RerankStage | None = None,
         reranker_identity: ModelIdentity | None = None,
@@ -232,6 +253,9 @@ class SearchPipeline:
                 raise InvalidArgument(f"{at}recency.weight must be in [0, 1], got {weight}")
             if half_life is None or not half_life > 0:
                 raise InvalidArgument(f"{at}recency.half_life_seconds must be > 0, got {half_life}")
+        as_of = o.as_of
+        if as_of is not None and not math.isfinite(as_of):
+            raise InvalidArgument(f"{at}as_of must be a valid instant, got {as_of}")
         rerank = s.rerank if o.rerank is None else o.rerank
         if rerank and self.rerank_stage is None:
             if o.rerank:
@@ -242,7 +266,7 @@ class SearchPipeline:
         return ResolvedSearch(
             query, namespace, k, mode, rerank, dense_candidates, bm25_candidates, rerank_top_n,
             fusion, rrf_k, weights, tuple(filters), max_age, half_life, weight,
-            o.request_id or uuid.uuid4().hex,
+            o.request_id or uuid.uuid4().hex, as_of,
         )
 
     # --- search ---------------------------------------------------------------
@@ -336,20 +360,26 @@ class SearchPipeline:
         t = time.perf_counter()
         prefix = self.settings.encoder.query_prefix
         with tracing.stage("encode", parent) as span:
-            vectors = self.embed_queries([prefix + w.q.query for w in work])
+            encoded = self.embed_queries([prefix + w.q.query for w in work])
             if span.is_recording():
-                span.set_attributes({"retrieval.encoder": self._encoder_label, "retrieval.query_count": len(work)})
+                span.set_attributes({"retrieval.encoder": self._encoder_label, "retrieval.query_count": len(work),
+                                     "retrieval.encode_queue_seconds": encoded.queue_seconds})
         elapsed = time.perf_counter() - t
+        vectors = encoded.vectors
         if len(vectors) != len(work):
             raise RuntimeError(f"the encoder returned {len(vectors)} vectors for {len(work)} queries")
-        for w, v in zip(work, vectors):
+        for i, (w, v) in enumerate(zip(work, vectors)):
             w.vector = v
             w.timings["encode"] = elapsed
+            w.timings["encode_queue"] = encoded.queue_seconds
+            if encoded.token_counts:
+                w.query_token_count = encoded.token_counts[i]
 
     def _retrieve(self, w: _Work, tracing: Tracing = OFF) -> None:
         q = w.q
         now = time.time()
-        where = SearchFilter.of(q.filters, now - q.max_age_seconds if q.max_age_seconds else None)
+        where = SearchFilter.of(q.filters, now - q.max_age_seconds if q.max_age_seconds else None,
+                                visible_at=now, indexed_by=q.as_of)
         with self.store.reader() as reader:
             w.generation = reader.generation
             if q.mode != SearchMode.BM25:
@@ -437,6 +467,7 @@ class SearchPipeline:
                     fused=StageScore(fused_rank, fused.score) if q.mode == SearchMode.HYBRID else None,
                     rerank=w.rerank_scores.get(key),
                     staleness_seconds=max(0.0, now - chunk.source_updated_at),
+                    expires_at=doc.expires_at, ttl_seconds=doc.ttl_seconds,
                 )
             )
         if w.span.is_recording():
@@ -450,10 +481,11 @@ class SearchPipeline:
             self.telemetry.observe_stages(q.mode.value, timings)
             self.telemetry.observe_served(q.namespace, [h.staleness_seconds for h in hits])
         return SearchResult(
-            request_id=q.request_id, hits=hits, mode=q.mode, fusion=q.fusion,
+            request_id=q.request_id, hits=hits, mode=q.mode,
+            fusion=q.fusion if q.mode == SearchMode.HYBRID else None,
             reranked=bool(w.rerank_scores), rerank_fallback=bool(w.fallback_reason),
             rerank_fallback_reason=w.fallback_reason, timings=w.timings, models=self.models,
-            index_generation=w.generation,
+            index_generation=w.generation, query_token_count=w.query_token_count,
         )
 
 

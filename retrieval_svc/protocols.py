@@ -16,8 +16,10 @@ from retrieval_svc.domain import Candidate, FusedCandidate, ModelIdentity, TextC
 
 
 class Chunker(Protocol):
-    def split(self, doc_key: str, text: str) -> list[TextChunk]:
-        """Split `text` into overlapping windows that together cover every character."""
+    def split(self, doc_key: str, text: str, *, reserved_tokens: int = 0) -> list[TextChunk]:
+        """Split `text` into overlapping windows that together cover every character;
+        `reserved_tokens` of each window are taken by what the encoder reads beside the
+        chunk (the title header, a passage prefix)."""
 
 
 class Encoder(Protocol):

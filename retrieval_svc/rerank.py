@@ -20,7 +20,9 @@ Order of a re-ranked outcome: the head sorted by cross-encoder score (best
 first; equal scores keep their fused order), then the candidates beyond the
 head in their fused order. Entries carry the score of the stage that placed
 them: the cross-encoder logit for the first `reranked_count`, the fused score
-for the rest.
+for the rest. A reranker with a `combine(scores, head)` method (a learned
+reranker, retrieval_svc.learned_rerank) turns the model's scores and the head's
+fused candidates into the scores that order the head.
 """
 
 from __future__ import annotations
@@ -140,6 +142,12 @@ class RerankStage:
                     f"reranker returned {values.shape[0]} scores for {len(passages)} passages "
                     f"({int(np.sum(~np.isfinite(values)))} not finite)"
                 )
+            combine = getattr(self.reranker, "combine", None)
+            if combine is not None:  # a learned reranker (retrieval_svc.learned_rerank)
+                values = np.asarray(combine(values, head), dtype=np.float64).reshape(-1)
+                if values.shape[0] != len(passages) or not np.all(np.isfinite(values)):
+                    raise ValueError(f"reranker combined {values.shape[0]} scores for {len(passages)} "
+                                     "passages, or some are not finite")
         except FutureTimeoutError as exc:
             if future.done() and future.exception() is exc:  # the model raised a TimeoutError
                 log.warning("re-ranking failed; returning the fused order", exc_info=True)

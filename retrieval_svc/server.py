@@ -8,9 +8,11 @@ INVALID_ARGUMENT with an explanation instead of grpc's generic INTERNAL.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import ipaddress
+import json
 import logging
 import math
 import ssl
@@ -36,7 +38,7 @@ from retrieval_svc.admission import Pool
 from retrieval_svc.app import App
 from retrieval_svc.auth import OPEN, KeysFileError, Principal, ReloadingKeyRing, Role, file_signature
 from retrieval_svc.deadline import Deadline
-from retrieval_svc.domain import DEFAULT_NAMESPACE, MAX_TIMESTAMP_SECONDS, Document, SearchMode
+from retrieval_svc.domain import DEFAULT_NAMESPACE, MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS, Document, SearchMode
 from retrieval_svc.errors import (
     AlreadyExists, InvalidArgument, InvalidDocument, NotFound, PermissionDenied, ResourceExhausted,
     RetrievalError, StartupError, Unauthenticated, Unavailable,
@@ -114,7 +116,16 @@ def document_from_pb(d: pb.Document) -> Document:
         metadata=dict(d.metadata),
         source_updated_at=_source_time(d.source_updated_at) if d.HasField("source_updated_at") else None,
         source_uri=d.source_uri,
+        expires_at=_instant(d.expires_at) if d.HasField("expires_at") else None,
+        ttl_seconds=d.ttl_seconds if d.ttl_seconds else None,
     )
+
+
+def _instant(ts) -> float:
+    """A Timestamp as POSIX seconds; NaN outside Timestamp's range (validation names the field)."""
+    if not 0 <= ts.nanos <= 999_999_999 or not MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
+        return math.nan
+    return ts.seconds + ts.nanos / 1e9
 
 
 def options_from_pb(r: pb.SearchRequest) -> SearchOptions:
@@ -142,6 +153,7 @@ def options_from_pb(r: pb.SearchRequest) -> SearchOptions:
         recency_half_life_seconds=recency.half_life_seconds if recency else None,
         recency_weight=recency.weight if recency else 0.0,
         request_id=r.request_id,
+        as_of=_instant(r.as_of) if r.HasField("as_of") else None,
     )
 
 
@@ -162,9 +174,12 @@ def _model_pb(m) -> pb.ModelIdentity:
 
 def result_to_pb(r: SearchResult) -> pb.SearchResponse:
     resp = pb.SearchResponse(
-        request_id=r.request_id, mode=_MODE_PB[r.mode], fusion=_FUSION_PB.get(r.fusion, pb.FUSION_METHOD_UNSPECIFIED),
+        request_id=r.request_id, mode=_MODE_PB[r.mode],
+        # Unset when nothing was fused (dense-only, BM25-only).
+        fusion=_FUSION_PB[r.fusion] if r.fusion else pb.FUSION_METHOD_UNSPECIFIED,
         reranked=r.reranked, rerank_fallback=r.rerank_fallback,
         rerank_fallback_reason=r.rerank_fallback_reason, index_generation=r.index_generation,
+        query_token_count=r.query_token_count,
         models=[_model_pb(m) for m in r.models],
         timings=[pb.StageTiming(stage=s, seconds=v) for s, v in r.timings.items()],
     )
@@ -179,6 +194,7 @@ def result_to_pb(r: SearchResult) -> pb.SearchResponse:
         _stamp(hit.source_updated_at, c.source_updated_at)
         _stamp(hit.first_indexed_at, c.first_indexed_at)
         _stamp(hit.last_verified_at, c.last_verified_at)
+        _stamp(hit.expires_at, h.expires_at)
         for name in ("dense", "bm25", "fused", "rerank"):
             stage = getattr(h, name)
             if stage is not None:
@@ -195,11 +211,11 @@ _REJECTION_PB = {
 
 def summary_to_pb(s: IngestSummary) -> pb.IngestSummary:
     return pb.IngestSummary(
-        documents_added=s.documents_added, documents_updated=s.documents_updated,
-        documents_unchanged=s.documents_unchanged, chunks_added=s.chunks_added,
-        chunks_unchanged=s.chunks_unchanged, chunks_removed=s.chunks_removed,
-        chunks_embedded=s.chunks_embedded, index_generation=s.index_generation,
-        documents_rejected=len(s.rejected),
+        added_document_count=s.documents_added, updated_document_count=s.documents_updated,
+        unchanged_document_count=s.documents_unchanged, added_chunk_count=s.chunks_added,
+        unchanged_chunk_count=s.chunks_unchanged, removed_chunk_count=s.chunks_removed,
+        embedded_chunk_count=s.chunks_embedded, index_generation=s.index_generation,
+        rejected_document_count=len(s.rejected),
         rejected=[pb.RejectedDocument(
             index=r.index, doc_id=r.doc_id, field=r.field, message=r.message,
             reason=_REJECTION_PB.get(r.reason, pb.REJECTION_REASON_UNSPECIFIED)) for r in s.rejected],
@@ -289,8 +305,11 @@ ACCESS_RULES: dict[str, AccessRule] = {
     f"/{RETRIEVAL_SERVICE}/GetDocument": AccessRule("read", lambda r: (_ns(r.namespace),)),
     # The chunk's namespace is known once it is found: read on it, else NOT_FOUND as if missing.
     f"/{RETRIEVAL_SERVICE}/GetChunk": AccessRule(None),
-    # The caller's namespaces only; config_json to an admin of every namespace.
+    # The caller's namespaces only; the configuration to an admin of every namespace.
     f"/{RETRIEVAL_SERVICE}/Info": AccessRule(None),
+    # The caller's namespaces only.
+    f"/{RETRIEVAL_SERVICE}/ListNamespaces": AccessRule(None),
+    f"/{RETRIEVAL_SERVICE}/DeleteNamespace": AccessRule("write", lambda r: (_ns(r.namespace),), audit=True),
     f"/{EVALUATION_SERVICE}/RegisterQuerySet": AccessRule("admin", lambda r: (_ns(r.namespace),), audit=True),
     # Sets whose namespace the caller may read.
     f"/{EVALUATION_SERVICE}/ListQuerySets": AccessRule(None),
@@ -538,16 +557,31 @@ class RetrievalServicer(_Servicer):
             raise ResourceExhausted(f"{len(request.doc_ids)} doc_ids, over limits.max_batch_documents={limit}")
         s = self.app.ingestor.delete(request.namespace, list(request.doc_ids))
         resp = pb.DeleteDocumentsResponse(
-            documents_deleted=s.documents_deleted, chunks_removed=s.chunks_removed,
+            deleted_document_count=s.documents_deleted, removed_chunk_count=s.chunks_removed,
             not_found=s.not_found, index_generation=s.index_generation,
         )
         _audit_commit("DeleteDocuments", principal, (_ns(request.namespace),), resp)
         return resp
 
+    def _refreshed(self, result: SearchResult, request: pb.SearchRequest) -> SearchResult:
+        """The result, with its documents' TTLs extended when the read refreshes them."""
+        namespace = _ns(request.namespace)
+        requested = request.refresh_ttl if request.HasField("refresh_ttl") else None
+        if not result.hits or not self.app.memory.refreshes(namespace, requested):
+            return result
+        moved = self.app.memory.refresh(namespace, {
+            h.chunk.doc_id: (h.chunk.doc_id, h.expires_at, h.ttl_seconds) for h in result.hits}.values())
+        if not moved:
+            return result
+        hits = [dataclasses.replace(h, expires_at=moved[h.chunk.doc_id]) if h.chunk.doc_id in moved else h
+                for h in result.hits]
+        return dataclasses.replace(result, hits=hits)
+
     @_rpc("Search", pool="search")
     def Search(self, request, context, deadline: Deadline) -> pb.SearchResponse:
         _check_decoded(request)
-        return result_to_pb(self.app.pipeline.search(options_from_pb(request), deadline=deadline))
+        result = self.app.pipeline.search(options_from_pb(request), deadline=deadline)
+        return result_to_pb(self._refreshed(result, request))
 
     @_rpc("BatchSearch", pool="search")
     def BatchSearch(self, request, context, deadline: Deadline) -> pb.BatchSearchResponse:
@@ -567,7 +601,8 @@ class RetrievalServicer(_Servicer):
                 raise InvalidArgument(f"queries[{i}]: {exc}") from None
         self.app.tracing.current().set_attribute("retrieval.query_count", len(options))
         results = self.app.pipeline.search_many(options, deadline=deadline)
-        return pb.BatchSearchResponse(results=[result_to_pb(r) for r in results])
+        return pb.BatchSearchResponse(
+            results=[result_to_pb(self._refreshed(r, q)) for r, q in zip(results, request.queries)])
 
     @_rpc("GetChunk")
     def GetChunk(self, request, context, deadline: Deadline, principal: Principal = OPEN) -> pb.Chunk:
@@ -593,9 +628,14 @@ class RetrievalServicer(_Servicer):
         if stored is None:
             raise NotFound(f"document {request.doc_id!r} does not exist in namespace {namespace!r}")
         d = stored.document
+        expires_at = d.expires_at
+        if self.app.memory.refreshes(namespace, request.refresh_ttl if request.HasField("refresh_ttl") else None):
+            moved = self.app.memory.refresh(namespace, [(d.doc_id, d.expires_at, d.ttl_seconds)])
+            expires_at = moved.get(d.doc_id, expires_at)
         doc = pb.Document(namespace=d.namespace, doc_id=d.doc_id, title=d.title, text=d.text,
-                          metadata=d.metadata, source_uri=d.source_uri)
+                          metadata=d.metadata, source_uri=d.source_uri, ttl_seconds=d.ttl_seconds or 0.0)
         _stamp(doc.source_updated_at, d.source_updated_at)
+        _stamp(doc.expires_at, expires_at)
         chunks = store.doc_chunks(namespace, request.doc_id)
         resp = pb.GetDocumentResponse(document=doc, chunk_count=len(chunks),
                                       content_hash=stored.content_hash)
@@ -606,9 +646,43 @@ class RetrievalServicer(_Servicer):
                 _chunk_pb(c, resp.chunks.add())
         return resp
 
+    @_rpc("ListNamespaces")
+    def ListNamespaces(self, request, context, deadline: Deadline,
+                       principal: Principal = OPEN) -> pb.ListNamespacesResponse:
+        _check_decoded(request)
+        if len(request.prefix) > 128:
+            raise InvalidArgument(f"prefix has {len(request.prefix)} characters; namespaces have at most 128")
+        return pb.ListNamespacesResponse(namespaces=self._namespace_infos(principal, request.prefix))
+
+    def _namespace_infos(self, principal: Principal, prefix: str = "") -> list[pb.NamespaceInfo]:
+        """The namespaces the caller sees (and whose name starts with `prefix`), with counts."""
+        now = time.time()
+        return [
+            pb.NamespaceInfo(
+                name=s.namespace, document_count=s.documents, chunk_count=s.chunks,
+                dense_vector_count=s.dense_entries, bm25_chunk_count=s.lexical_entries,
+                oldest_chunk_age_seconds=(now - s.oldest_source_updated_at) if s.oldest_source_updated_at else 0.0)
+            for s in self.app.store.stats() if s.namespace.startswith(prefix) and principal.sees(s.namespace)
+        ]
+
+    @_rpc("DeleteNamespace", pool="write")
+    def DeleteNamespace(self, request, context, deadline: Deadline,
+                        principal: Principal = OPEN) -> pb.DeleteNamespaceResponse:
+        _check_decoded(request)
+        if not request.namespace:
+            raise InvalidArgument('namespace is required (name "default" to empty the default namespace)')
+        namespace = normalize_namespace(request.namespace)
+        with self.app.store.writer() as writer:
+            deleted = writer.delete_namespace(namespace)
+        if deleted is None:
+            raise NotFound(f"namespace {namespace!r} does not exist")
+        resp = pb.DeleteNamespaceResponse(deleted_document_count=deleted[0], removed_chunk_count=deleted[1],
+                                          index_generation=self.app.store.generation)
+        _audit_commit("DeleteNamespace", principal, (namespace,), resp)
+        return resp
+
     @_rpc("Info")
     def Info(self, request, context, deadline: Deadline, principal: Principal = OPEN) -> pb.InfoResponse:
-        now = time.time()
         settings = self.app.settings
         limits = {f"limits.{k}": float(v) for k, v in settings.limits.model_dump().items()}
         limits.update({f"admission.{k}": float(v) for k, v in settings.admission.model_dump().items()})
@@ -616,19 +690,14 @@ class RetrievalServicer(_Servicer):
         resp = pb.InfoResponse(
             version=__version__, index_generation=self.app.store.generation,
             models=[_model_pb(m) for m in self.app.pipeline.models],
-            dense_index=self.app.dense_index_description,
-            # The configuration names every tenant's query sets and the store's paths.
-            config_json=settings.to_json() if principal.is_global_admin else "", limits=limits,
+            dense_index=self.app.dense_index_description, limits=limits,
         )
-        for s in self.app.store.stats():
-            if not principal.sees(s.namespace):
-                continue
-            resp.namespaces.add(
-                name=s.namespace, documents=s.documents, chunks=s.chunks,
-                dense_vectors=s.dense_entries, bm25_chunks=s.lexical_entries,
-                oldest_chunk_age_seconds=(now - s.oldest_source_updated_at)
-                if s.oldest_source_updated_at else 0.0,
-            )
+        # The configuration names every tenant's query sets and the store's paths.
+        if principal.is_global_admin:
+            config = settings.to_json()  # secrets masked
+            resp.config.update(json.loads(config))
+            resp.config_json = config  # deprecated in 0.2.0, filled for 0.1.0 clients until it goes
+        resp.namespaces.extend(self._namespace_infos(principal))
         return resp
 
 
@@ -674,8 +743,9 @@ class EvaluationServicer(_Servicer):
         if span.is_recording():
             span.set_attributes({
                 "retrieval.query_set": response.query_set, "retrieval.namespace": owner,
-                "retrieval.query_count": response.queries_evaluated, "retrieval.stage_count": len(response.stages),
-                "retrieval.search_count": response.queries_evaluated * len(response.stages)})
+                "retrieval.query_count": response.evaluated_query_count,
+                "retrieval.stage_count": len(response.stages),
+                "retrieval.search_count": response.evaluated_query_count * len(response.stages)})
         return response
 
 

@@ -14,6 +14,7 @@ the dotted key, the rule and the bad value, e.g.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -98,7 +99,8 @@ class ServerSettings(_Section):
     # Seconds in-flight calls get to finish on shutdown.
     grace_seconds: NonNegativeFloat = 5.0
     max_message_bytes: PositiveInt = 64 * 1024 * 1024
-    # torch intra-op threads for the models; 0 leaves torch's default.
+    # torch intra-op threads for the models (ONNX Runtime's too, with encoder.backend: onnx);
+    # 0 leaves their defaults.
     torch_threads: NonNegativeInt = 0
 
 
@@ -179,9 +181,15 @@ class LimitSettings(_Section):
 
 class ChunkerSettings(_Section):
     name: Annotated[str, _one_of(CHUNKERS)] = "window"
-    # Chunks average about 0.37 x window_tokens (content-defined cuts, see
-    # chunkers/): 512 gives ~190-token chunks, inside MiniLM's 256-wordpiece input.
-    window_tokens: PositiveInt = 512
+    # What windows are measured in: "encoder" tokens (the encoder's tokenizer: every chunk,
+    # with its title header and the special tokens, fits encoder.max_seq_length, so nothing
+    # is cut off before embedding) or "words" (whitespace runs; chunks longer than the
+    # encoder's input lose their tails in dense search).
+    unit: Literal["encoder", "words"] = "encoder"
+    # The most tokens of one window. With unit "encoder" it counts the whole encoder input
+    # (special tokens and title header included) and must be <= encoder.max_seq_length.
+    # Chunks average about half the window (content-defined cuts, see chunkers/).
+    window_tokens: PositiveInt = 256
     overlap_tokens: NonNegativeInt = 32
     # Index every chunk as "title\n\nchunk text" (embedding and BM25), so a chunk
     # deep in a document still carries what the document is about. Hits return
@@ -210,6 +218,28 @@ class EncoderSettings(_Section):
     max_wait_ms: NonNegativeFloat = 2.0
     query_prefix: Text = ""
     passage_prefix: Text = ""
+    # "torch": sentence-transformers on torch. "onnx": the same model exported to ONNX at the
+    # first start (into onnx_cache_dir) and run by ONNX Runtime on the CPU: faster single-query
+    # encodes (1.6x to 5x on a 2-core CPU), slower passage batches (docs/benchmarks.md). An fp32
+    # export is checked to give the torch model's vectors, so a store built with either backend
+    # opens with the other.
+    backend: Literal["torch", "onnx"] = "torch"
+    # onnx only. "int8": weights quantised to 8 bits (faster batches, other vectors: a store built
+    # with fp32 or torch refuses it, so it needs a store of its own; quality in docs/benchmarks.md).
+    onnx_precision: Literal["fp32", "int8"] = "fp32"
+    # onnx only: where exports are kept, one folder per model and weights' revision;
+    # "" = onnx-cache/ in store.path.
+    onnx_cache_dir: Text = ""
+
+    @model_validator(mode="after")
+    def _onnx_settings(self) -> EncoderSettings:
+        if self.backend == "onnx" and self.device.startswith("cuda"):
+            raise _Rule("device", f"the onnx backend runs on the CPU (onnxruntime); use auto or cpu, or "
+                        f"backend: torch, got {self.device!r}")
+        if self.backend != "onnx" and self.onnx_precision != "fp32":
+            raise _Rule("onnx_precision", f"applies to backend: onnx only (backend is {self.backend}), "
+                        f"got {self.onnx_precision!r}")
+        return self
 
 
 class DenseSettings(_Section):
@@ -410,6 +440,39 @@ class TracingSettings(_Section):
     sample_ratio: float = Field(1.0, ge=0, le=1)
 
 
+def _namespace_glob(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.\-*?\[\]!]{1,128}", value):
+        raise ValueError(f"{value!r} is not a namespace glob: 1..128 characters of [A-Za-z0-9_.-] "
+                         "and the wildcards * ? [ ] !")
+    return value
+
+
+class NamespacePolicy(_Section):
+    """Expiry of the documents of the namespaces `match` names (a glob, e.g. "session-*"):
+    each document written without its own expires_at or ttl_seconds gets `ttl_seconds`."""
+
+    match: Annotated[str, AfterValidator(_namespace_glob)]
+    # Seconds a document lives after it was written (and, with refresh_on_read, last read).
+    ttl_seconds: PositiveFloat | None = None
+    # Reads (Search hits, GetDocument) extend the TTL unless the request says otherwise.
+    refresh_on_read: bool = False
+
+
+class MemorySettings(_Section):
+    """Session memory (docs/memory.md): document expiry and its background sweep."""
+
+    # Seconds between sweeps that delete expired documents (expired ones are invisible at
+    # once; the sweep frees their space); 0 disables the sweep.
+    sweep_interval_seconds: NonNegativeFloat = 60.0
+    # Documents deleted per sweep at most (the rest wait for the next one).
+    sweep_batch: PositiveInt = 1000
+    # First match wins.
+    namespaces: tuple[NamespacePolicy, ...] = Field((), strict=False)
+
+    def policy(self, namespace: str) -> NamespacePolicy | None:
+        return next((p for p in self.namespaces if fnmatch.fnmatchcase(namespace, p.match)), None)
+
+
 class Settings(BaseSettings):
     """Every setting, by section. Immutable; `replace` returns a validated copy."""
 
@@ -434,6 +497,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()
     tracing: TracingSettings = TracingSettings()
+    memory: MemorySettings = MemorySettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
@@ -449,6 +513,14 @@ class Settings(BaseSettings):
                            ("reranker.max_candidates", self.reranker.max_candidates)):
             if value > most:
                 raise _Rule(key, f"must be <= limits.max_candidates ({most}), got {value}")
+        return self
+
+    @model_validator(mode="after")
+    def _windows_fit_the_encoder(self) -> Settings:
+        c, e = self.chunker, self.encoder
+        if c.unit == "encoder" and c.window_tokens > e.max_seq_length:
+            raise _Rule("chunker.window_tokens", f"must be <= encoder.max_seq_length ({e.max_seq_length}) with "
+                        f"chunker.unit: encoder (the encoder reads no more), got {c.window_tokens}")
         return self
 
     @model_validator(mode="after")

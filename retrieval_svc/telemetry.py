@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 AGE_BUCKETS = (60, 300, 900, 3600, 21600, 86400, 259200, 604800, 2592000, 7776000)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-STAGES = ("encode", "dense", "bm25", "fuse", "rerank", "hydrate", "total")
+STAGES = ("encode", "encode_queue", "dense", "bm25", "fuse", "rerank", "hydrate", "total")
 
 
 class Telemetry:
@@ -82,6 +82,13 @@ class Telemetry:
         self.index_maintenance = Counter(
             "retrieval_index_maintenance", "Indexes rebuilt, trained or compacted beside the live "
             "one and swapped in.", registry=r,
+        )
+        self.expired_deleted = Counter(
+            "retrieval_expired_deleted", "What the expiry sweep deleted: expired documents, their "
+            "chunks, and namespaces the sweep emptied.", ["kind"], registry=r,
+        )
+        self.ttl_refreshes = Counter(
+            "retrieval_ttl_refreshes", "Document expiries extended by refreshing reads.", registry=r,
         )
         self._http: WSGIServer | None = None
 

@@ -120,10 +120,10 @@ export RETRIEVAL_SVC_TOKEN
 import json, sys
 summary = json.load(open(sys.argv[1]))
 expected = sum(1 for line in open(sys.argv[2]) if line.strip())
-committed = summary["documents_added"] + summary["documents_updated"] + summary["documents_unchanged"]
-print(f"image-smoke: ingest: {committed}/{expected} documents committed, {summary['documents_rejected']} rejected, "
-      f"{summary['chunks_embedded']} chunks embedded", file=sys.stderr)
-sys.exit(not (summary["outcome"] == "completed" and committed == expected and summary["documents_rejected"] == 0))
+committed = summary["added_document_count"] + summary["updated_document_count"] + summary["unchanged_document_count"]
+print(f"image-smoke: ingest: {committed}/{expected} documents committed, {summary['rejected_document_count']} "
+      f"rejected, {summary['embedded_chunk_count']} chunks embedded", file=sys.stderr)
+sys.exit(not (summary["outcome"] == "completed" and committed == expected and summary["rejected_document_count"] == 0))
 EOF
 
 "$CLI" search tides --k 3 --json --target "$TARGET" > "$work/search.json" 2>"$work/search.err" \

@@ -30,5 +30,6 @@ FIND_LINKS=()
 .venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" "torch==2.13.0"
 .venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" -e ".[server,dev]"
 
-# helm (.venv/bin/helm) and checkov (.venv-checkov) for the Helm chart's tests (tests/helm).
+# helm (.venv/bin/helm) and checkov (.venv-checkov) for the Helm chart's tests (tests/helm), a Milvus
+# server (.venv-milvus) for the store conformance suite, buf (.tools/) for scripts/lint.sh.
 bash scripts/tools.sh

@@ -7,6 +7,9 @@
 #   checkov  into its own virtual environment, .venv-checkov: its pinned dependencies conflict
 #            with the service's.
 #   milvus   a Milvus 2.3.5 standalone server, into .venv-milvus (the store conformance suite).
+#   buf      the Buf CLI, into .tools/ (npm's @bufbuild/buf: a wrapper and the platform's
+#            binary), for scripts/lint.sh: `buf lint` and `buf breaking` on protos/ (buf.yaml).
+#            npm comes from Debian's npm package where it is missing and we are root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,4 +61,28 @@ if [ ! -x .venv-milvus/bin/milvus-server ] || ! .venv-milvus/bin/pip show milvus
     echo '*' >.venv-milvus/.gitignore
     .venv-milvus/bin/pip install -q --disable-pip-version-check "milvus==$MILVUS_SERVER_VERSION"
     echo "tools: milvus-server $MILVUS_SERVER_VERSION in .venv-milvus"
+fi
+
+# The Buf CLI (buf.yaml; scripts/lint.sh runs it). npm's package rather than a download from
+# GitHub: the registry is what CI machines reach. Its postinstall script only optimises the
+# wrapper and is not needed, so npm may skip it.
+BUF_VERSION=1.75.0
+BUF=.tools/node_modules/.bin/buf
+if [ "$("$BUF" --version 2>/dev/null || true)" != "$BUF_VERSION" ]; then
+    if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+    fi
+    if ! command -v npm >/dev/null; then
+        echo "tools: buf needs npm (Debian: apt-get install npm)" >&2
+        exit 1
+    fi
+    mkdir -p .tools
+    echo '*' >.tools/.gitignore
+    npm install --prefix .tools --no-audit --no-fund --silent --save-exact "@bufbuild/buf@$BUF_VERSION"
+    echo "tools: buf $("$BUF" --version) in $BUF"
+fi
+if [ "$("$BUF" --version)" != "$BUF_VERSION" ]; then
+    echo "tools: $BUF is not buf $BUF_VERSION" >&2
+    exit 1
 fi

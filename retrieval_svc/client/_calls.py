@@ -13,7 +13,7 @@ from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 from retrieval_svc.client import _convert as convert
 from retrieval_svc.client._convert import DocumentLike
 from retrieval_svc.client.types import (
-    Chunk, DeleteSummary, EvaluationResult, IngestSummary, QuerySetInfo, SearchOptions, SearchResult,
+    Chunk, DeleteSummary, EvaluationResult, IngestSummary, NamespaceInfo, QuerySetInfo, SearchOptions, SearchResult,
     ServerInfo, StoredDocument,
 )
 from retrieval_svc.domain import DEFAULT_NAMESPACE
@@ -145,15 +145,29 @@ class Plans:
         return Call("BatchSearch", pb.BatchSearchRequest(queries=requests), _deadline(timeout, self.timeouts.default),
                     lambda reply: [convert.search_result_from_pb(r) for r in reply.results])
 
-    def get_document(self, doc_id: str, namespace: str, include_chunks: bool,
-                     timeout: float | None) -> Call[StoredDocument]:
+    def get_document(self, doc_id: str, namespace: str, include_chunks: bool, timeout: float | None,
+                     refresh_ttl: bool | None = None) -> Call[StoredDocument]:
         request = pb.GetDocumentRequest(namespace=namespace, doc_id=doc_id, include_chunks=include_chunks)
+        if refresh_ttl is not None:
+            request.refresh_ttl = refresh_ttl
         return Call("GetDocument", request, _deadline(timeout, self.timeouts.default),
                     convert.stored_document_from_pb)
 
     def get_chunk(self, chunk_id: str, timeout: float | None) -> Call[Chunk]:
         return Call("GetChunk", pb.GetChunkRequest(chunk_id=chunk_id), _deadline(timeout, self.timeouts.default),
                     convert.chunk_from_pb)
+
+    def list_namespaces(self, prefix: str, timeout: float | None) -> Call[list[NamespaceInfo]]:
+        return Call("ListNamespaces", pb.ListNamespacesRequest(prefix=prefix),
+                    _deadline(timeout, self.timeouts.default),
+                    lambda reply: [convert.namespace_info_from_pb(n) for n in reply.namespaces])
+
+    def delete_namespace(self, namespace: str, timeout: float | None) -> Call[DeleteSummary]:
+        return Call("DeleteNamespace", pb.DeleteNamespaceRequest(namespace=namespace),
+                    _deadline(timeout, self.timeouts.default),
+                    lambda r: DeleteSummary(deleted_document_count=r.deleted_document_count,
+                                            removed_chunk_count=r.removed_chunk_count, not_found=(),
+                                            index_generation=r.index_generation))
 
     def info(self, timeout: float | None) -> Call[ServerInfo]:
         return Call("Info", pb.InfoRequest(), _deadline(timeout, self.timeouts.default), convert.server_info_from_pb)
@@ -166,7 +180,8 @@ class Plans:
         return Call("RegisterQuerySet", request, _deadline(timeout, self.timeouts.default),
                     lambda reply: QuerySetInfo(name=reply.name, namespace=namespace or DEFAULT_NAMESPACE,
                                                level=level,  # type: ignore[arg-type]
-                                               query_count=reply.queries, judgement_count=reply.judgements))
+                                               query_count=reply.query_count,
+                                               judgement_count=reply.judgement_count))
 
     def list_query_sets(self, timeout: float | None) -> Call[list[QuerySetInfo]]:
         return Call("ListQuerySets", epb.ListQuerySetsRequest(), _deadline(timeout, self.timeouts.default),

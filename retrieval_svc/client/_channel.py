@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping, Self
 
 import grpc
+from google.protobuf import descriptor_pb2
 
+from retrieval_svc.api.retrieval.v1 import evaluation_pb2, retrieval_pb2
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2_grpc as egrpc
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
 from retrieval_svc.client._calls import Plans, Timeouts
+from retrieval_svc.client._trace import trace_metadata
 from retrieval_svc.client.errors import Unavailable
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -34,25 +37,33 @@ ENV_KEY_FILE = "RETRIEVAL_SVC_KEY_FILE"
 RETRIEVAL_SERVICE = "retrieval.v1.RetrievalService"
 EVALUATION_SERVICE = "retrieval.v1.EvaluationService"
 
-# Calls the channel retries on UNAVAILABLE: the reads, and the writes whose re-sending is
-# harmless. IngestBatch re-sent embeds nothing for documents already committed and
-# DeleteDocuments re-sent finds them gone, so the state is the same; only the summary of a
-# retried call counts what the retry did (documents "unchanged" rather than "added",
-# doc_ids "not_found" rather than deleted) when the first attempt committed and its reply was
-# lost. Client-streaming Ingest is not retried: its messages commit one by one, and the
-# status of a failed stream says how many documents were committed, so the caller resends
-# the rest. RESOURCE_EXHAUSTED is not retried here either: gRPC's retry ignores the
+
+def _methods(file: Any) -> tuple[str, tuple[str, ...]]:
+    (service,) = file.DESCRIPTOR.services_by_name.values()
+    return service.full_name, tuple(method.name for method in service.methods)
+
+
+def _retried(file: Any) -> tuple[str, tuple[str, ...]]:
+    (service,) = file.DESCRIPTOR.services_by_name.values()
+    unknown = descriptor_pb2.MethodOptions.IDEMPOTENCY_UNKNOWN
+    return service.full_name, tuple(method.name for method in service.methods
+                                    if method.GetOptions().idempotency_level != unknown)
+
+
+# Every RPC of the API, from the protos (an RPC added there is callable by name at once).
+ALL_METHODS = (_methods(retrieval_pb2), _methods(evaluation_pb2))
+# Calls the channel retries on UNAVAILABLE: exactly those the protos mark safe to repeat,
+# `idempotency_level` NO_SIDE_EFFECTS (Info, GetChunk, ListQuerySets, ...) or IDEMPOTENT
+# (Search, IngestBatch, DeleteDocuments, ...), so the retries and the API's promise cannot
+# disagree. A repeated write leaves the same state: IngestBatch re-sent embeds nothing for
+# documents already committed, DeleteDocuments re-sent finds them gone; only the summary of a
+# retried call counts what the retry did (documents "unchanged" rather than "added", doc_ids
+# "not_found" rather than deleted) when the first attempt committed and its reply was lost.
+# Client-streaming Ingest is marked neither and not retried: its messages commit one by one,
+# and the status of a failed stream says how many documents were committed, so the caller
+# resends the rest. RESOURCE_EXHAUSTED is not retried here either: gRPC's retry ignores the
 # server's RetryInfo delay, so the error carries it to the caller (retry_after_seconds).
-RETRIED_METHODS = (
-    (RETRIEVAL_SERVICE, ("Search", "BatchSearch", "GetChunk", "GetDocument", "Info", "IngestBatch",
-                         "DeleteDocuments")),
-    (EVALUATION_SERVICE, ("ListQuerySets", "RegisterQuerySet", "Evaluate")),
-)
-ALL_METHODS = (
-    (RETRIEVAL_SERVICE, ("Ingest", "IngestBatch", "DeleteDocuments", "Search", "BatchSearch", "GetChunk",
-                         "GetDocument", "Info")),
-    (EVALUATION_SERVICE, ("RegisterQuerySet", "ListQuerySets", "Evaluate")),
-)
+RETRIED_METHODS = (_retried(retrieval_pb2), _retried(evaluation_pb2))
 # A request larger than this is sent once: gRPC keeps each attempt's messages in a buffer
 # to replay them, 256 KiB by default, too small for an ingest batch.
 RETRY_BUFFER_BYTES = 16 * 1024 * 1024
@@ -196,9 +207,14 @@ class ClientCore:
         self.target = target
         self.timeouts = Timeouts(timeout, ingest_timeout, evaluate_timeout)
         self._plans = Plans(self.timeouts)
-        self._metadata = security.metadata() or None
+        self._metadata = security.metadata()
         self.channel = open_channel(self._channels, target, security, max_attempts)
         self._methods = stub_methods(self.channel)
+
+    def _call_metadata(self) -> tuple[tuple[str, str], ...] | None:
+        """A call's metadata: the token, and the trace context of the caller's current span
+        (retrieval_svc.client._trace), read at each call."""
+        return (self._metadata + trace_metadata()) or None
 
     @classmethod
     def from_environment(cls, target: str | None = None, environ: Mapping[str, str] | None = None,

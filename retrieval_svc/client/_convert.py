@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from retrieval_svc.api.retrieval.v1 import evaluation_pb2 as epb
@@ -20,7 +21,8 @@ from retrieval_svc.client.types import (
 from retrieval_svc.domain import Document
 
 # A document to ingest: a Document, or a mapping with its fields (doc_id, text, title,
-# metadata, source_uri, source_updated_at as a datetime or POSIX seconds, namespace).
+# metadata, source_uri, source_updated_at as a datetime or POSIX seconds, namespace, and for
+# session memory expires_at (a datetime or POSIX seconds) or ttl_seconds).
 DocumentLike = Document | Mapping[str, Any]
 
 MODES = {"dense": pb.SEARCH_MODE_DENSE, "bm25": pb.SEARCH_MODE_BM25, "hybrid": pb.SEARCH_MODE_HYBRID}
@@ -32,7 +34,8 @@ EVAL_STAGES = {"dense": epb.EVAL_STAGE_DENSE, "bm25": epb.EVAL_STAGE_BM25, "fuse
 REJECTION_REASONS = {pb.REJECTION_REASON_MISSING_FIELD: "missing_field", pb.REJECTION_REASON_TOO_LARGE: "too_large",
                      pb.REJECTION_REASON_MALFORMED: "malformed"}
 
-_DOCUMENT_FIELDS = ("namespace", "doc_id", "text", "title", "metadata", "source_updated_at", "source_uri")
+_DOCUMENT_FIELDS = ("namespace", "doc_id", "text", "title", "metadata", "source_updated_at", "source_uri",
+                    "expires_at", "ttl_seconds")
 
 T = TypeVar("T")
 
@@ -91,6 +94,10 @@ def document_to_pb(doc: DocumentLike, namespace: str = "") -> pb.Document:
     )
     if fields.get("source_updated_at") is not None:
         out.source_updated_at.CopyFrom(_timestamp(fields["source_updated_at"], f"{what}: source_updated_at"))
+    if fields.get("expires_at") is not None:
+        out.expires_at.CopyFrom(_timestamp(fields["expires_at"], f"{what}: expires_at"))
+    if fields.get("ttl_seconds") is not None:
+        out.ttl_seconds = float(fields["ttl_seconds"])
     return out
 
 
@@ -138,7 +145,9 @@ def search_request(query: str, options: SearchOptions) -> pb.SearchRequest:
         request.mode = choice(options["mode"], MODES, "mode")  # type: ignore[assignment]
     if options.get("fusion") is not None:
         request.fusion = choice(options["fusion"], FUSIONS, "fusion")  # type: ignore[assignment]
-    for name in ("rerank", "rrf_k", "dense_weight", "bm25_weight"):
+    if options.get("as_of") is not None:
+        request.as_of.CopyFrom(_timestamp(options["as_of"], "as_of"))
+    for name in ("rerank", "rrf_k", "dense_weight", "bm25_weight", "refresh_ttl"):
         if options.get(name) is not None:
             setattr(request, name, options[name])
     if options.get("filters"):
@@ -181,7 +190,7 @@ def hit_from_pb(h: pb.Hit) -> Hit:
         title=h.title, metadata=dict(h.metadata), source_uri=h.source_uri, start_char=h.start_char,
         end_char=h.end_char, ordinal=h.ordinal, source_updated_at=_time(h, "source_updated_at"),
         first_indexed_at=_time(h, "first_indexed_at"), last_verified_at=_time(h, "last_verified_at"),
-        staleness_seconds=h.staleness_seconds,
+        staleness_seconds=h.staleness_seconds, expires_at=_time(h, "expires_at"),
         lineage=Lineage(_stage(h, "dense"), _stage(h, "bm25"), _stage(h, "fused"), _stage(h, "rerank")),
     )
 
@@ -194,20 +203,22 @@ def search_result_from_pb(r: pb.SearchResponse) -> SearchResult:
     mode = _name(r.mode, MODES) or pb.SearchMode.Name(r.mode).removeprefix("SEARCH_MODE_").lower()
     return SearchResult(
         hits=tuple(hit_from_pb(h) for h in r.hits), request_id=r.request_id, mode=mode,  # type: ignore[arg-type]
-        # Only a hybrid search fuses; the server names its configured method either way.
+        # Unset when nothing was fused; servers before 0.2.0 named their configured method
+        # for dense-only and BM25-only searches too.
         fusion=_name(r.fusion, FUSIONS) if mode == "hybrid" else None,  # type: ignore[arg-type]
         reranked=r.reranked, rerank_fallback=r.rerank_fallback, rerank_fallback_reason=r.rerank_fallback_reason,
         timings={t.stage: t.seconds for t in r.timings}, models=tuple(model_from_pb(m) for m in r.models),
-        index_generation=r.index_generation,
+        index_generation=r.index_generation, query_token_count=r.query_token_count,
     )
 
 
 def ingest_summary_from_pb(s: pb.IngestSummary) -> IngestSummary:
     return IngestSummary(
-        documents_added=s.documents_added, documents_updated=s.documents_updated,
-        documents_unchanged=s.documents_unchanged, documents_rejected=s.documents_rejected,
-        chunks_added=s.chunks_added, chunks_unchanged=s.chunks_unchanged, chunks_removed=s.chunks_removed,
-        chunks_embedded=s.chunks_embedded, index_generation=s.index_generation,
+        added_document_count=s.added_document_count, updated_document_count=s.updated_document_count,
+        unchanged_document_count=s.unchanged_document_count, rejected_document_count=s.rejected_document_count,
+        added_chunk_count=s.added_chunk_count, unchanged_chunk_count=s.unchanged_chunk_count,
+        removed_chunk_count=s.removed_chunk_count, embedded_chunk_count=s.embedded_chunk_count,
+        index_generation=s.index_generation,
         rejected=tuple(RejectedDocument(index=r.index, doc_id=r.doc_id, field=r.field,
                                         reason=REJECTION_REASONS.get(r.reason, "unspecified"), message=r.message)
                        for r in s.rejected),
@@ -215,7 +226,7 @@ def ingest_summary_from_pb(s: pb.IngestSummary) -> IngestSummary:
 
 
 def delete_summary_from_pb(r: pb.DeleteDocumentsResponse) -> DeleteSummary:
-    return DeleteSummary(documents_deleted=r.documents_deleted, chunks_removed=r.chunks_removed,
+    return DeleteSummary(deleted_document_count=r.deleted_document_count, removed_chunk_count=r.removed_chunk_count,
                          not_found=tuple(r.not_found), index_generation=r.index_generation)
 
 
@@ -233,27 +244,51 @@ def stored_document_from_pb(r: pb.GetDocumentResponse) -> StoredDocument:
     return StoredDocument(
         namespace=d.namespace, doc_id=d.doc_id, title=d.title, text=d.text, metadata=dict(d.metadata),
         source_uri=d.source_uri, source_updated_at=_time(d, "source_updated_at"),
+        expires_at=_time(d, "expires_at"), ttl_seconds=d.ttl_seconds or None,
         first_indexed_at=_time(r, "first_indexed_at"), last_verified_at=_time(r, "last_verified_at"),
         content_hash=r.content_hash, chunk_count=r.chunk_count, chunks=tuple(chunk_from_pb(c) for c in r.chunks),
     )
 
 
+def _integral(value: Any) -> Any:
+    """A Struct's value with its whole numbers as ints: a Struct holds every number as a
+    double, where the settings had 50051, not 50051.0."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2 ** 53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+def config_from_pb(r: pb.InfoResponse) -> dict[str, Any] | None:
+    """InfoResponse's configuration; None when the caller may not see it."""
+    if r.HasField("config"):
+        return _integral(json_format.MessageToDict(r.config))
+    # A server before 0.2.0 sends only the JSON text (config_json, deprecated since).
+    return json.loads(r.config_json) if r.config_json else None
+
+
+def namespace_info_from_pb(n: pb.NamespaceInfo) -> NamespaceInfo:
+    return NamespaceInfo(name=n.name, document_count=n.document_count, chunk_count=n.chunk_count,
+                         dense_vector_count=n.dense_vector_count, bm25_chunk_count=n.bm25_chunk_count,
+                         oldest_chunk_age_seconds=n.oldest_chunk_age_seconds)
+
+
 def server_info_from_pb(r: pb.InfoResponse) -> ServerInfo:
     return ServerInfo(
         version=r.version, models=tuple(model_from_pb(m) for m in r.models),
-        namespaces=tuple(NamespaceInfo(name=n.name, document_count=n.documents, chunk_count=n.chunks,
-                                       dense_vector_count=n.dense_vectors, bm25_chunk_count=n.bm25_chunks,
-                                       oldest_chunk_age_seconds=n.oldest_chunk_age_seconds)
-                         for n in r.namespaces),
-        index_generation=r.index_generation, dense_index=r.dense_index,
-        config=json.loads(r.config_json) if r.config_json else None, limits=dict(r.limits),
+        namespaces=tuple(namespace_info_from_pb(n) for n in r.namespaces),
+        index_generation=r.index_generation, dense_index=r.dense_index, config=config_from_pb(r),
+        limits=dict(r.limits),
     )
 
 
 def query_set_info_from_pb(s: epb.QuerySetInfo) -> QuerySetInfo:
     return QuerySetInfo(
         name=s.name, namespace=s.namespace, level=_name(s.level, LEVELS) or "document",  # type: ignore[arg-type]
-        query_count=s.queries, judgement_count=s.judgements, source=s.source,
+        query_count=s.query_count, judgement_count=s.judgement_count, source=s.source,
         last_evaluated_at=_time(s, "last_evaluated_at"))
 
 
@@ -271,12 +306,13 @@ def evaluation_from_pb(r: epb.EvaluateResponse) -> EvaluationResult:
         latency=LatencySummary(s.latency.p50_seconds, s.latency.p90_seconds, s.latency.p99_seconds,
                                s.latency.mean_seconds, s.latency.max_seconds),
         staleness=StalenessSummary(s.staleness.p50_seconds, s.staleness.p90_seconds, s.staleness.max_seconds),
-        mean_timings={t.stage: t.seconds for t in s.mean_timings}, rerank_fallbacks=s.rerank_fallbacks,
+        mean_timings={t.stage: t.seconds for t in s.mean_timings}, rerank_fallback_count=s.rerank_fallback_count,
     ) for s in r.stages)
     per_query = tuple(QueryEvaluation(
         query_id=q.query_id, stage=_eval_stage(q.stage), metrics=_metrics(q.metrics),  # type: ignore[arg-type]
         latency_seconds=q.latency_seconds, retrieved=tuple(q.retrieved),
     ) for q in r.per_query)
     return EvaluationResult(
-        query_set=r.query_set, queries_evaluated=r.queries_evaluated, queries_skipped=r.queries_skipped,
+        query_set=r.query_set, evaluated_query_count=r.evaluated_query_count,
+        skipped_query_count=r.skipped_query_count,
         stages=stages, per_query=per_query, started_at=_time(r, "started_at"), duration_seconds=r.duration_seconds)

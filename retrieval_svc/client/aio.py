@@ -16,7 +16,8 @@ from retrieval_svc.client._channel import (
 from retrieval_svc.client._convert import DocumentLike
 from retrieval_svc.client.errors import from_rpc_error
 from retrieval_svc.client.types import (
-    Chunk, DeleteSummary, EvalStage, EvaluationResult, IngestSummary, JudgementLevel, OnInvalid, QuerySetInfo,
+    Chunk, DeleteSummary, EvalStage, EvaluationResult, IngestSummary, JudgementLevel, NamespaceInfo, OnInvalid,
+    QuerySetInfo,
     SearchOptions, SearchResult, ServerInfo, StoredDocument,
 )
 
@@ -54,7 +55,7 @@ class AsyncRetrievalClient(ClientCore):
     async def _run(self, call: Call[T]) -> T:
         request = call.request.__aiter__() if isinstance(call.request, IngestMessages) else call.request
         try:
-            reply = await self._methods[call.method](request, timeout=call.timeout, metadata=self._metadata)
+            reply = await self._methods[call.method](request, timeout=call.timeout, metadata=self._call_metadata())
         except grpc.RpcError as exc:
             if isinstance(call.request, IngestMessages):
                 call.request.raise_error()
@@ -86,11 +87,17 @@ class AsyncRetrievalClient(ClientCore):
         return await self._run(self._plans.batch_search(queries, options, timeout))
 
     async def get_document(self, doc_id: str, *, namespace: str = "", include_chunks: bool = False,
-                           timeout: float | None = None) -> StoredDocument:
-        return await self._run(self._plans.get_document(doc_id, namespace, include_chunks, timeout))
+                           refresh_ttl: bool | None = None, timeout: float | None = None) -> StoredDocument:
+        return await self._run(self._plans.get_document(doc_id, namespace, include_chunks, timeout, refresh_ttl))
 
     async def get_chunk(self, chunk_id: str, *, timeout: float | None = None) -> Chunk:
         return await self._run(self._plans.get_chunk(chunk_id, timeout))
+
+    async def list_namespaces(self, prefix: str = "", *, timeout: float | None = None) -> list[NamespaceInfo]:
+        return await self._run(self._plans.list_namespaces(prefix, timeout))
+
+    async def delete_namespace(self, namespace: str, *, timeout: float | None = None) -> DeleteSummary:
+        return await self._run(self._plans.delete_namespace(namespace, timeout))
 
     async def info(self, *, timeout: float | None = None) -> ServerInfo:
         return await self._run(self._plans.info(timeout))

@@ -14,7 +14,8 @@ from retrieval_svc.client._channel import (
 from retrieval_svc.client._convert import DocumentLike
 from retrieval_svc.client.errors import from_rpc_error
 from retrieval_svc.client.types import (
-    Chunk, DeleteSummary, EvalStage, EvaluationResult, IngestSummary, JudgementLevel, OnInvalid, QuerySetInfo,
+    Chunk, DeleteSummary, EvalStage, EvaluationResult, IngestSummary, JudgementLevel, NamespaceInfo, OnInvalid,
+    QuerySetInfo,
     SearchOptions, SearchResult, ServerInfo, StoredDocument,
 )
 
@@ -34,10 +35,12 @@ class RetrievalClient(ClientCore):
     Every call has a deadline: `timeout` seconds by default, `ingest_timeout` for ingests and
     `evaluate_timeout` for evaluations; each method's `timeout=` overrides it for one call.
     The channel retries UNAVAILABLE (a server restarting or not yet listening) up to
-    `max_attempts` attempts for the calls that are safe to repeat: every read, IngestBatch,
-    DeleteDocuments and the query-set calls, not the client-streaming `ingest`
-    (retrieval_svc.client._channel.RETRIED_METHODS says why). A failed call raises a
-    retrieval_svc.client.errors.RetrievalError subclass (NotFound, InvalidArgument, ...).
+    `max_attempts` attempts for the calls the API marks safe to repeat (`idempotency_level`):
+    every read, IngestBatch, DeleteDocuments, the query-set calls and Evaluate, not the
+    client-streaming `ingest` (retrieval_svc.client._channel.RETRIED_METHODS says why). A failed
+    call raises a retrieval_svc.client.errors.RetrievalError subclass (NotFound, InvalidArgument, ...).
+    A call made while an OpenTelemetry span is current sends its W3C trace context
+    (`traceparent`), so the server's spans join the caller's trace.
 
     Security (docs/security.md): `token` is sent as `authorization: Bearer <token>`; `tls`
     (implied by `ca_file` and `cert_file`) speaks TLS, trusting `ca_file` or the system's
@@ -67,7 +70,7 @@ class RetrievalClient(ClientCore):
     def _run(self, call: Call[T]) -> T:
         request = iter(call.request) if isinstance(call.request, IngestMessages) else call.request
         try:
-            reply = self._methods[call.method](request, timeout=call.timeout, metadata=self._metadata)
+            reply = self._methods[call.method](request, timeout=call.timeout, metadata=self._call_metadata())
         except grpc.RpcError as exc:
             if isinstance(call.request, IngestMessages):
                 call.request.raise_error()
@@ -110,11 +113,20 @@ class RetrievalClient(ClientCore):
         return self._run(self._plans.batch_search(queries, options, timeout))
 
     def get_document(self, doc_id: str, *, namespace: str = "", include_chunks: bool = False,
-                     timeout: float | None = None) -> StoredDocument:
-        return self._run(self._plans.get_document(doc_id, namespace, include_chunks, timeout))
+                     refresh_ttl: bool | None = None, timeout: float | None = None) -> StoredDocument:
+        """The document; `refresh_ttl` extends its TTL (None: the namespace's policy)."""
+        return self._run(self._plans.get_document(doc_id, namespace, include_chunks, timeout, refresh_ttl))
 
     def get_chunk(self, chunk_id: str, *, timeout: float | None = None) -> Chunk:
         return self._run(self._plans.get_chunk(chunk_id, timeout))
+
+    def list_namespaces(self, prefix: str = "", *, timeout: float | None = None) -> list[NamespaceInfo]:
+        """Namespaces (the key's own, with API keys) whose name starts with `prefix`, with counts."""
+        return self._run(self._plans.list_namespaces(prefix, timeout))
+
+    def delete_namespace(self, namespace: str, *, timeout: float | None = None) -> DeleteSummary:
+        """Delete a namespace with every document in it (NotFound if there is none)."""
+        return self._run(self._plans.delete_namespace(namespace, timeout))
 
     def info(self, *, timeout: float | None = None) -> ServerInfo:
         """Models, namespaces (the key's own, with API keys) with their counts, the index

@@ -1,16 +1,21 @@
 """What the retrieval client returns: frozen dataclasses, no protobuf.
 
 Instants are timezone-aware UTC datetimes (None where the server sent none); durations and
-ages are float seconds; counts are ints named `*_count` or after what they count. Modes,
+ages are float seconds; counts are ints named as the API names them, `<qualifier>_<thing>_count`
+(`document_count`, `added_document_count`; protos/retrieval/v1/retrieval.proto). Modes,
 fusion methods, stages and rejection reasons are the lowercase strings the CLI and the
 settings use ("hybrid", "minmax", "reranked", "too_large").
+
+The counts' names before 0.2.0 (`documents_added`, `queries_evaluated`, ...) still read, with
+a DeprecationWarning, until the release after 0.2.0.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Mapping, Sequence, TypedDict
+from typing import Any, Literal, Mapping, Sequence, TypedDict
 
 # The inputs, as strings. Each stands for the protobuf enum value of the same name.
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -20,6 +25,26 @@ JudgementLevel = Literal["document", "chunk"]
 EvalStage = Literal["dense", "bm25", "fused", "reranked"]
 # A metadata filter: key -> one value or any of several. Keys are AND-ed.
 Filters = Mapping[str, "str | Sequence[str]"]
+
+
+class _Renamed:
+    """A count's name before 0.2.0, kept as a read-only alias of its new name that warns
+    (DeprecationWarning) until the release after 0.2.0. Not a dataclass field: asdict() and the
+    CLI's --json show the new names only."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.old = ""
+
+    def __set_name__(self, owner: type, old: str) -> None:
+        self.old = old
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        warnings.warn(f"{type(instance).__name__}.{self.old} is deprecated since 0.2.0: read {self.name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(instance, self.name)
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,8 @@ class Hit:
     # Seconds between source_updated_at and the time of the search.
     staleness_seconds: float
     lineage: Lineage
+    # When the hit's document expires (session memory); None: never.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,8 @@ class SearchResult:
     timings: Mapping[str, float]
     models: tuple[Model, ...]
     index_generation: int
+    # The query's length in encoder tokens (prefix and special tokens included); 0 for BM25 only.
+    query_token_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,32 +142,46 @@ class RejectedDocument:
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """What an ingest committed."""
+    """What an ingest committed (retrieval.proto, IngestSummary)."""
 
-    documents_added: int
-    documents_updated: int
-    documents_unchanged: int
-    documents_rejected: int
-    chunks_added: int
-    chunks_unchanged: int
-    chunks_removed: int
-    chunks_embedded: int
+    added_document_count: int
+    updated_document_count: int
+    unchanged_document_count: int
+    rejected_document_count: int
+    added_chunk_count: int
+    unchanged_chunk_count: int
+    removed_chunk_count: int
+    embedded_chunk_count: int
     index_generation: int
     rejected: tuple[RejectedDocument, ...] = ()
 
     @property
-    def documents_committed(self) -> int:
-        return self.documents_added + self.documents_updated + self.documents_unchanged
+    def committed_document_count(self) -> int:
+        """Documents committed: added, updated or unchanged (verified)."""
+        return self.added_document_count + self.updated_document_count + self.unchanged_document_count
+
+    documents_added = _Renamed("added_document_count")
+    documents_updated = _Renamed("updated_document_count")
+    documents_unchanged = _Renamed("unchanged_document_count")
+    documents_rejected = _Renamed("rejected_document_count")
+    chunks_added = _Renamed("added_chunk_count")
+    chunks_unchanged = _Renamed("unchanged_chunk_count")
+    chunks_removed = _Renamed("removed_chunk_count")
+    chunks_embedded = _Renamed("embedded_chunk_count")
+    documents_committed = _Renamed("committed_document_count")
 
 
 @dataclass(frozen=True)
 class DeleteSummary:
     """What a delete removed; `not_found` lists doc_ids that did not exist (not an error)."""
 
-    documents_deleted: int
-    chunks_removed: int
+    deleted_document_count: int
+    removed_chunk_count: int
     not_found: tuple[str, ...]
     index_generation: int
+
+    documents_deleted = _Renamed("deleted_document_count")
+    chunks_removed = _Renamed("removed_chunk_count")
 
 
 @dataclass(frozen=True)
@@ -175,6 +218,9 @@ class StoredDocument:
     content_hash: str
     chunk_count: int
     chunks: tuple[Chunk, ...] = ()
+    # Session memory: when it expires and its TTL (None: it does not expire / has no TTL).
+    expires_at: datetime | None = None
+    ttl_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +302,10 @@ class StageEvaluation:
     latency: LatencySummary
     staleness: StalenessSummary
     mean_timings: Mapping[str, float]
-    rerank_fallbacks: int
+    # Queries whose re-ranking fell back to the fused order.
+    rerank_fallback_count: int
+
+    rerank_fallbacks = _Renamed("rerank_fallback_count")
 
 
 @dataclass(frozen=True)
@@ -273,13 +322,17 @@ class QueryEvaluation:
 @dataclass(frozen=True)
 class EvaluationResult:
     query_set: str
-    queries_evaluated: int
+    # Queries with at least one relevant judgement: those in every average.
+    evaluated_query_count: int
     # Queries without any relevant judgement.
-    queries_skipped: int
+    skipped_query_count: int
     stages: tuple[StageEvaluation, ...]
     per_query: tuple[QueryEvaluation, ...]
     started_at: datetime | None
     duration_seconds: float
+
+    queries_evaluated = _Renamed("evaluated_query_count")
+    queries_skipped = _Renamed("skipped_query_count")
 
     def stage(self, name: EvalStage) -> StageEvaluation:
         """The result of one stage; KeyError if it was not evaluated."""
@@ -319,3 +372,7 @@ class SearchOptions(TypedDict, total=False):
     recency_weight: float
     # Echoed back in the result; generated when left out.
     request_id: str
+    # Time-aware recall: only chunks first indexed at or before this instant (datetime or POSIX seconds).
+    as_of: datetime | float
+    # Extend the TTL of the hits' documents (None/left out: the namespace's policy).
+    refresh_ttl: bool

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# First: sets OMP_WAIT_POLICY before faiss (or torch) loads its OpenMP runtime.
+import retrieval_svc.openmp  # noqa: F401
 import faiss
 
 from retrieval_svc.dense._files import read_meta

@@ -30,7 +30,9 @@ def query_set_to_pb(query_set, name: str, namespace: str, level: str) -> epb.Reg
 
 
 def response_to_result(resp: epb.EvaluateResponse) -> dict:
-    """The EvaluateResponse as the result dict that report.py and --json use."""
+    """The EvaluateResponse as the result dict that report.py and --json use. Its keys are the
+    result file's (report.py's docstring), not the API's field names: kept as they were before
+    0.2.0 renamed the counts, so stored results and docs/eval/*/result.json still read."""
     per_query = [
         {"query_id": r.query_id, "stage": _STAGE_NAMES[r.stage],
          "metrics": {f"{m.metric}@{m.k}" if m.k else m.metric: m.value for m in r.metrics},
@@ -50,11 +52,11 @@ def response_to_result(resp: epb.EvaluateResponse) -> dict:
             "staleness": {"p50": s.staleness.p50_seconds, "p90": s.staleness.p90_seconds,
                           "max": s.staleness.max_seconds},
             "mean_timings": {t.stage: t.seconds for t in s.mean_timings},
-            "rerank_fallbacks": s.rerank_fallbacks,
+            "rerank_fallbacks": s.rerank_fallback_count,
         })
     return {
-        "query_set": resp.query_set, "queries_evaluated": resp.queries_evaluated,
-        "queries_skipped": resp.queries_skipped,
+        "query_set": resp.query_set, "queries_evaluated": resp.evaluated_query_count,
+        "queries_skipped": resp.skipped_query_count,
         "started_at": resp.started_at.ToNanoseconds() / 1e9,
         "duration_seconds": resp.duration_seconds, "stages": stages, "per_query": per_query,
     }
@@ -94,8 +96,8 @@ def run_eval(args, connect: Callable[[float | None], ProtoClient]) -> int:
                                    namespace=args.namespace or "default")
                 name = args.name or qs.name
                 reply = client.register_query_set(query_set_to_pb(qs, name, args.namespace, args.level))
-                print(f"registered query set {reply.name!r}: {reply.queries} queries, "
-                      f"{reply.judgements} judgements", file=sys.stderr)
+                print(f"registered query set {reply.name!r}: {reply.query_count} queries, "
+                      f"{reply.judgement_count} judgements", file=sys.stderr)
             fusion = f"FUSION_METHOD_{args.fusion.upper()}" if args.fusion else None
             template = pb.SearchRequest(namespace=args.namespace, fusion=fusion)
             request = epb.EvaluateRequest(

@@ -318,7 +318,7 @@ class EvaluationRunner:
             queries.append(LabeledQuery(q.query_id or str(i), q.text, judgements))
         qs = self.register(QuerySet(request.name, request.namespace or "default", level, tuple(queries), "upload"))
         return epb.RegisterQuerySetResponse(
-            name=qs.name, queries=len(qs.queries), judgements=sum(len(q.judgements) for q in qs.queries))
+            name=qs.name, query_count=len(qs.queries), judgement_count=sum(len(q.judgements) for q in qs.queries))
 
     def list_pb(self) -> epb.ListQuerySetsResponse:
         resp = epb.ListQuerySetsResponse()
@@ -330,7 +330,8 @@ class EvaluationRunner:
                                  else (config.path or config.qrels) if config else "")
             if qs is not None:
                 info.namespace, info.level = qs.namespace, _LEVEL_PB[qs.level]
-                info.queries, info.judgements = len(qs.queries), sum(len(q.judgements) for q in qs.queries)
+                info.query_count = len(qs.queries)
+                info.judgement_count = sum(len(q.judgements) for q in qs.queries)
             elif config is not None:
                 info.namespace, info.level = config.namespace, _LEVEL_PB[config.level]
             if name in self._last_run:
@@ -375,8 +376,8 @@ def result_to_pb(result: dict) -> epb.EvaluateResponse:
     from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as pb
 
     resp = epb.EvaluateResponse(
-        query_set=result["query_set"], queries_evaluated=result["queries_evaluated"],
-        queries_skipped=result["queries_skipped"], duration_seconds=result["duration_seconds"],
+        query_set=result["query_set"], evaluated_query_count=result["queries_evaluated"],
+        skipped_query_count=result["queries_skipped"], duration_seconds=result["duration_seconds"],
     )
     resp.started_at.FromNanoseconds(int(result["started_at"] * 1e9))
     for s in result["stages"]:
@@ -388,7 +389,7 @@ def result_to_pb(result: dict) -> epb.EvaluateResponse:
                                        mean_seconds=lat["mean"], max_seconds=lat["max"]),
             staleness=epb.StalenessSummary(p50_seconds=st["p50"], p90_seconds=st["p90"], max_seconds=st["max"]),
             mean_timings=[pb.StageTiming(stage=k, seconds=v) for k, v in s["mean_timings"].items()],
-            rerank_fallbacks=s["rerank_fallbacks"],
+            rerank_fallback_count=s["rerank_fallbacks"],
         )
     for row in result["per_query"]:
         resp.per_query.add(

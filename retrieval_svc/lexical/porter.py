@@ -1,10 +1,33 @@
-"""The Porter stemmer, as published: M.F. Porter, "An algorithm for suffix
-stripping", Program 14(3), 1980, pp. 130-137.
+"""The Porter stemmer: M.F. Porter, "An algorithm for suffix stripping",
+Program 14(3), 1980, pp. 130-137.
+
+`porter_stem` runs Snowball's ``porter`` algorithm in C (PyStemmer) and gives
+the same stems as this module's Python implementation of the paper
+(`paper_porter_stem`), which stays as the reference and for the few words where
+the two part:
+
+- Step 1b of the paper undoubles any double consonant but l, s and z left by
+  removing -ed or -ing (``trekking -> trek``); Snowball only bb, dd, ff, gg, mm,
+  nn, pp, rr and tt (``trekking -> trekk``). Words whose step 1b stem ends in a
+  doubled c, h, j, k, q, v, w, x or y go to `paper_porter_stem`.
+- Snowball stems words of one or two letters (``is -> i``); Porter's own code,
+  and so this one, leaves them alone.
+
+Stored BM25 indexes name the stemmer ``porter`` (`Tokenizer.spec`) and stay
+valid, because the stems are the same. bench/porter_parity.py measures it; on
+2026-12-02 it found no difference on any word over two letters of the SciFact
+and Cranfield corpora and queries (31,635 distinct words), of a 130,070-word
+English dictionary (Debian's wamerican-large, where plain Snowball parts on 14:
+grokked, revved, sicced, specced, trekked, yakked, yukked and their -ing forms)
+or of 1,000,000 distinct random strings built on Porter's suffixes (plain
+Snowball parts on 1,393). A word not seen before costs about 4 us instead of
+15 us; over a corpus the cache below hides most of that (SciFact's 1.17 million
+tokens: about 1.0 s instead of 1.3 s on a cold cache, the same once warm).
 
 This is the original algorithm of the paper (what NLTK calls
-``PorterStemmer.ORIGINAL_ALGORITHM``), not Porter's later reference code with
-its few departures (``bli -> ble``, ``logi -> log``) nor Snowball's "Porter2".
-Words of one or two letters are left alone, as in Porter's own code.
+``PorterStemmer.ORIGINAL_ALGORITHM``, which agrees with `paper_porter_stem`
+on the dictionary above), not Porter's later reference code with its few
+departures (``bli -> ble``, ``logi -> log``) nor Snowball's "Porter2".
 
 Notation of the paper: a word is ``[C](VC){m}[V]``, where C is a run of
 consonants and V a run of vowels; ``m`` is the word's *measure*. A vowel is
@@ -18,7 +41,9 @@ repeated words (most words of a corpus) cost one dictionary lookup.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
+from typing import Any
 
 _VOWELS = frozenset("aeiou")
 
@@ -151,9 +176,9 @@ def _step5(word: str) -> str:
     return word
 
 
-@lru_cache(maxsize=1 << 18)
-def porter_stem(word: str) -> str:
-    """Porter (1980) stem of a lower-case word, e.g. ``generalizations -> gener``."""
+def paper_porter_stem(word: str) -> str:
+    """Porter (1980) stem of a lower-case word, e.g. ``generalizations -> gener``, in
+    Python: the reference `porter_stem` agrees with."""
     if len(word) <= 2:
         return word
     word = _step1ab(word)
@@ -162,3 +187,41 @@ def porter_stem(word: str) -> str:
     word = _apply(word, _STEP3, 0)
     word = _apply(word, _STEP4, 1)
     return _step5(word)
+
+
+# Doubles that the paper's step 1b undoubles and Snowball's does not.
+_PAPER_ONLY_DOUBLES = tuple(letter * 2 for letter in "chjkqvwxy")
+# Stemmer objects keep state between calls ("must not be called concurrently"): one per thread.
+_snowball = threading.local()
+
+
+def _undoubles_beyond_snowball(word: str) -> bool:
+    """True when step 1b may undouble a letter Snowball keeps (a superset: the paper's
+    conditions on the stem are left to `paper_porter_stem`)."""
+    if word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]  # step 1a; -sses and -ies leave no -ed or -ing behind
+    for suffix in ("ed", "ing"):
+        if word.endswith(suffix):
+            return word[: -len(suffix)].endswith(_PAPER_ONLY_DOUBLES)
+    return False
+
+
+def _snowball_porter() -> Any:
+    stemmer = getattr(_snowball, "stemmer", None)
+    if stemmer is None:
+        import Stemmer  # PyStemmer, of the server extra
+
+        # No PyStemmer cache: porter_stem's lru_cache is in front of it.
+        stemmer = _snowball.stemmer = Stemmer.Stemmer("porter", 0)
+    return stemmer
+
+
+@lru_cache(maxsize=1 << 18)
+def porter_stem(word: str) -> str:
+    """Porter (1980) stem of a lower-case word, e.g. ``generalizations -> gener``:
+    Snowball's C code, or `paper_porter_stem` where the two part (see the module)."""
+    if len(word) <= 2:
+        return word
+    if _undoubles_beyond_snowball(word):
+        return paper_porter_stem(word)
+    return str(_snowball_porter().stemWord(word))

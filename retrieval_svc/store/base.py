@@ -14,6 +14,8 @@ The contract:
   replica, sees the change.
 - **Filters are values.** A `SearchFilter` (clauses and a time bound) is translated by
   each backend (SQL, a Milvus boolean expression); callers never pass key lists.
+- **Expired documents are absent.** From its `expires_at` on, a document is left out of
+  every read (search, document, chunk) before any sweep deletes it.
 - **Counts without scans**: `stats()` reads kept counters (embedded) or asks the
   backend to count (Milvus); it never moves keys to the caller.
 """
@@ -32,19 +34,30 @@ from retrieval_svc.domain import Candidate, Chunk, Document
 class SearchFilter:
     """Which chunks a search may return: those whose document matches every clause
     (a clause `(key, values)` matches when the document's `key` is one of `values`;
-    `doc_id` and `source_uri` are document fields, other keys are metadata) and whose
-    source time is at least `min_source_updated_at`."""
+    `doc_id` and `source_uri` are document fields, other keys are metadata), whose
+    source time is at least `min_source_updated_at`, whose document has not expired by
+    `visible_at` and that were first indexed at or before `indexed_by` (as_of).
+
+    A store may skip the `visible_at` condition where no document of the namespace
+    expires by then (the common case costs no filter)."""
 
     clauses: tuple[tuple[str, tuple[str, ...]], ...] = ()
     min_source_updated_at: float | None = None
+    visible_at: float | None = None
+    indexed_by: float | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.clauses) or self.min_source_updated_at is not None
+        return (bool(self.clauses) or self.min_source_updated_at is not None
+                or self.visible_at is not None or self.indexed_by is not None)
 
     @classmethod
     def of(cls, clauses: Sequence[tuple[str, Sequence[str]]],
-           min_source_updated_at: float | None = None) -> "SearchFilter":
-        return cls(tuple((k, tuple(v)) for k, v in clauses), min_source_updated_at)
+           min_source_updated_at: float | None = None, *, visible_at: float | None = None,
+           indexed_by: float | None = None) -> "SearchFilter":
+        return cls(tuple((k, tuple(v)) for k, v in clauses), min_source_updated_at, visible_at, indexed_by)
+
+    def without_expiry(self) -> "SearchFilter":
+        return SearchFilter(self.clauses, self.min_source_updated_at, None, self.indexed_by)
 
 
 NO_FILTER = SearchFilter()
@@ -56,6 +69,15 @@ class StoredDocument:
     content_hash: str
     first_indexed_at: float
     last_verified_at: float
+
+    @property
+    def expires_at(self) -> float | None:
+        return self.document.expires_at
+
+
+def expired(expires_at: float | None, now: float) -> bool:
+    """Whether a document with this expiry is gone at `now` (from that instant on)."""
+    return expires_at is not None and expires_at <= now
 
 
 @dataclass(frozen=True)
@@ -102,6 +124,8 @@ class DocumentMeta:
     title: str
     metadata: dict[str, str]
     source_uri: str
+    expires_at: float | None = None
+    ttl_seconds: float | None = None
 
 
 class StoreReader(Protocol):
@@ -136,8 +160,18 @@ class StoreWriter(Protocol):
                      chunks: Sequence[NewChunk], now: float) -> PutResult:
         """Make `chunks` the document's chunk set, atomically for readers."""
 
-    def delete_document(self, namespace: str, doc_id: str) -> int | None:
-        """Delete the document and its chunks; the chunk count, or None if absent."""
+    def delete_document(self, namespace: str, doc_id: str, *, expired_by: float | None = None) -> int | None:
+        """Delete the document and its chunks; the chunk count, or None if absent (with
+        `expired_by`: or not expired by then, so a sweep spares a document written anew)."""
+
+    def extend_expiry(self, namespace: str, doc_id: str, expires_at: float) -> bool:
+        """Move a live document's expiry to `expires_at` (a refreshing read); False when the
+        document is absent or already expired (an expired document stays expired)."""
+
+    def delete_namespace(self, namespace: str, *, only_if_empty: bool = False) -> tuple[int, int] | None:
+        """Delete the namespace with its documents and chunks: (documents, chunks) deleted,
+        or None when it does not exist (or, `only_if_empty`, still holds documents). The
+        default namespace is emptied and keeps existing."""
 
 
 class DocumentStore(Protocol):
@@ -163,6 +197,12 @@ class DocumentStore(Protocol):
         """As StoreWriter.chunk_ids, outside a commit (to plan one)."""
 
     def chunk(self, chunk_id: str) -> Chunk | None: ...
+
+    def expired(self, now: float, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` (namespace, doc_id) of documents expired at `now`, for the sweep."""
+
+    def namespaces(self) -> list[str]:
+        """The namespaces written to (the default one only once it was), by name."""
 
     def stats(self) -> list[StoreStats]: ...
 

@@ -43,7 +43,7 @@ from retrieval_svc.domain import DEFAULT_NAMESPACE, Candidate, Chunk, Document, 
 from retrieval_svc.errors import StartupError, Unavailable
 from retrieval_svc.protocols import LexicalIndex, VectorIndex
 from retrieval_svc.store.base import (
-    NO_FILTER, DocumentMeta, NewChunk, PutResult, SearchFilter, StoredDocument, StoreStats,
+    NO_FILTER, DocumentMeta, NewChunk, PutResult, SearchFilter, StoredDocument, StoreStats, expired,
 )
 from retrieval_svc.store.ledger import EncoderBinding, Ledger, Transaction
 from retrieval_svc.store.rwlock import ReadWriteLock
@@ -227,16 +227,24 @@ class Store:
             yield self._indexes
 
     def document(self, namespace: str, doc_id: str) -> StoredDocument | None:
-        return self.ledger.document(namespace, doc_id)
+        return self.ledger.document(namespace, doc_id, time.time())
 
     def doc_chunks(self, namespace: str, doc_id: str) -> list[Chunk]:
+        if self.ledger.document(namespace, doc_id, time.time()) is None:
+            return []  # absent or expired
         return self.ledger.doc_chunks(namespace, doc_id)
 
     def chunk_ids(self, namespace: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
         return _chunk_ids(self.ledger, namespace, doc_ids)
 
     def chunk(self, chunk_id: str) -> Chunk | None:
-        return self.ledger.chunk(chunk_id)
+        return self.ledger.chunk(chunk_id, time.time())
+
+    def expired(self, now: float, limit: int) -> list[tuple[str, str]]:
+        return self.ledger.expired(now, limit)
+
+    def namespaces(self) -> list[str]:
+        return self.ledger.namespaces()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -291,8 +299,11 @@ class Store:
                 writer = EmbeddedWriter(tx, self)
                 yield writer
             self.generation = tx.generation
+            for namespace in writer.dropped:
+                self._indexes.pop(namespace, None)
             for namespace, change in writer.changes.items():
-                self._apply(namespace, change)
+                if namespace not in writer.dropped:
+                    self._apply(namespace, change)
 
     def _new_pair(self) -> IndexPair:
         return IndexPair(self._factories.new_dense(), self._factories.new_lexical())
@@ -469,6 +480,11 @@ class EmbeddedReader:
         self._allowed: dict[tuple[str, SearchFilter], np.ndarray] = {}
 
     def _allowed_keys(self, namespace: str, where: SearchFilter) -> np.ndarray | None:
+        if where.visible_at is not None:
+            # Most namespaces hold nothing that expires: their searches need no filter.
+            next_expiry = self._store.ledger.next_expiry(namespace)
+            if next_expiry is None or next_expiry > where.visible_at:
+                where = where.without_expiry()
         if not where:
             return None
         cached = self._allowed.get((namespace, where))
@@ -506,6 +522,7 @@ class EmbeddedWriter:
         self._ledger = store.ledger
         self._prepend_title = store.prepend_title
         self.changes: dict[str, IndexChange] = {}
+        self.dropped: set[str] = set()  # namespaces deleted: their indexes go
 
     def _change(self, namespace: str) -> IndexChange:
         return self.changes.setdefault(namespace, IndexChange([], [], [], []))
@@ -536,13 +553,32 @@ class EmbeddedWriter:
         change.added_keys.extend(keys)
         change.added_texts.extend(indexed_text(doc.title, c.text, self._prepend_title) for c in added)
         change.added_vectors.extend(c.embedding for c in added)  # type: ignore[misc]
-        return PutResult(len(added), len(kept), len(removed), stored.content_hash if stored else None)
+        previous = stored.content_hash if stored is not None and not expired(stored.expires_at, now) else None
+        return PutResult(len(added), len(kept), len(removed), previous)
 
-    def delete_document(self, namespace: str, doc_id: str) -> int | None:
-        if self._ledger.document(namespace, doc_id) is None:
+    def delete_document(self, namespace: str, doc_id: str, *, expired_by: float | None = None) -> int | None:
+        stored = self._ledger.document(namespace, doc_id)
+        if stored is None or (expired_by is not None and not expired(stored.expires_at, expired_by)):
             return None
         keys = list(self._ledger.doc_chunk_ids(namespace, doc_id).values())
         self.tx.delete_chunks(namespace, keys)
         self.tx.delete_document(namespace, doc_id)
         self._change(namespace).removed.extend(keys)
         return len(keys)
+
+    def extend_expiry(self, namespace: str, doc_id: str, expires_at: float) -> bool:
+        return self.tx.extend_expiry(namespace, doc_id, expires_at, time.time())
+
+    def delete_namespace(self, namespace: str, *, only_if_empty: bool = False) -> tuple[int, int] | None:
+        if namespace != DEFAULT_NAMESPACE and not self._ledger.has_namespace(namespace):
+            return None
+        if only_if_empty and self._ledger.namespace_stats(namespace)[0]:
+            return None
+        keep = namespace == DEFAULT_NAMESPACE
+        keys = self._ledger.chunk_keys(namespace).tolist() if keep else []
+        deleted = self.tx.delete_namespace(namespace, keep)
+        if keep:
+            self._change(namespace).removed.extend(keys)
+        else:
+            self.dropped.add(namespace)
+        return deleted

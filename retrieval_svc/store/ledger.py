@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS documents (
     content_hash TEXT NOT NULL,
     first_indexed_at REAL NOT NULL,
     last_verified_at REAL NOT NULL,
+    expires_at REAL,
+    ttl_seconds REAL,
     PRIMARY KEY (namespace, doc_id)
 );
 CREATE TABLE IF NOT EXISTS doc_metadata (
@@ -70,6 +72,15 @@ CREATE TABLE IF NOT EXISTS namespace_counts (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_age ON chunks (namespace, source_updated_at);
 """
+
+# After the columns exist (a ledger from before expiry gets them in _migrate).
+_EXPIRY_INDEXES = """
+CREATE INDEX IF NOT EXISTS documents_by_expiry ON documents (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS documents_by_namespace_expiry ON documents (namespace, expires_at)
+    WHERE expires_at IS NOT NULL;
+"""
+# A document is visible at `now` unless it expired by then.
+_LIVE = "(d.expires_at IS NULL OR d.expires_at > ?)"
 
 _CHUNK_COLUMNS = (
     "key, chunk_id, namespace, doc_id, ordinal, text, start_char, end_char, token_count, "
@@ -116,9 +127,18 @@ class Ledger:
         self._local = threading.local()
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        self._migrate()
         self._writer.commit()
         if self.get_meta("namespace_counts") is None:
             self._count_namespaces()
+
+    def _migrate(self) -> None:
+        """Columns added since a ledger was made: documents.expires_at and ttl_seconds (0.2)."""
+        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(documents)")}
+        for name in ("expires_at", "ttl_seconds"):
+            if name not in columns:
+                self._writer.execute(f"ALTER TABLE documents ADD COLUMN {name} REAL")
+        self._writer.executescript(_EXPIRY_INDEXES)
 
     def _count_namespaces(self) -> None:
         """Fill namespace_counts from the tables (a ledger from before it existed)."""
@@ -201,16 +221,20 @@ class Ledger:
         row = self._reader.execute("SELECT 1 FROM namespaces WHERE name = ?", (name,)).fetchone()
         return row is not None
 
-    def document(self, namespace: str, doc_id: str) -> StoredDocument | None:
+    def document(self, namespace: str, doc_id: str, now: float | None = None) -> StoredDocument | None:
+        """The stored document; with `now`, None once it has expired by then."""
         row = self._reader.execute(
             "SELECT title, text, metadata, source_uri, source_updated_at, content_hash, "
-            "first_indexed_at, last_verified_at FROM documents WHERE namespace = ? AND doc_id = ?",
+            "first_indexed_at, last_verified_at, expires_at, ttl_seconds FROM documents "
+            "WHERE namespace = ? AND doc_id = ?",
             (namespace, doc_id),
         ).fetchone()
         if row is None:
             return None
-        title, text, metadata, uri, updated, content_hash, first, last = row
-        doc = Document(namespace, doc_id, text, title, json.loads(metadata), updated, uri)
+        title, text, metadata, uri, updated, content_hash, first, last, expires_at, ttl = row
+        if now is not None and expires_at is not None and expires_at <= now:
+            return None
+        doc = Document(namespace, doc_id, text, title, json.loads(metadata), updated, uri, expires_at, ttl)
         return StoredDocument(doc, content_hash, first, last)
 
     def documents_meta(self, namespace: str, doc_ids: Iterable[str]) -> dict[str, DocumentMeta]:
@@ -220,12 +244,12 @@ class Ledger:
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             marks = ",".join("?" * len(part))
-            for doc_id, title, metadata, uri in self._reader.execute(
-                f"SELECT doc_id, title, metadata, source_uri FROM documents "
+            for doc_id, title, metadata, uri, expires_at, ttl in self._reader.execute(
+                f"SELECT doc_id, title, metadata, source_uri, expires_at, ttl_seconds FROM documents "
                 f"WHERE namespace = ? AND doc_id IN ({marks})",
                 (namespace, *part),
             ):
-                out[doc_id] = DocumentMeta(title, json.loads(metadata), uri)
+                out[doc_id] = DocumentMeta(title, json.loads(metadata), uri, expires_at, ttl)
         return out
 
     def doc_chunk_ids(self, namespace: str, doc_id: str) -> dict[str, int]:
@@ -245,11 +269,25 @@ class Ledger:
         )
         return [_chunk(r) for r in rows]
 
-    def chunk(self, chunk_id: str) -> Chunk | None:
+    def chunk(self, chunk_id: str, now: float) -> Chunk | None:
+        """The chunk, unless its document has expired by `now`."""
+        columns = ", ".join(f"c.{name.strip()}" for name in _CHUNK_COLUMNS.split(","))
         row = self._reader.execute(
-            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE chunk_id = ?", (chunk_id,)
+            f"SELECT {columns} FROM chunks c JOIN documents d ON d.namespace = c.namespace "
+            f"AND d.doc_id = c.doc_id WHERE c.chunk_id = ? AND {_LIVE}", (chunk_id, now)
         ).fetchone()
         return _chunk(row) if row else None
+
+    def next_expiry(self, namespace: str) -> float | None:
+        """The earliest expires_at in the namespace (an index seek), None if nothing expires."""
+        return self._reader.execute(
+            "SELECT MIN(expires_at) FROM documents WHERE namespace = ? AND expires_at IS NOT NULL",
+            (namespace,)).fetchone()[0]
+
+    def expired(self, now: float, limit: int) -> list[tuple[str, str]]:
+        return [(ns, doc_id) for ns, doc_id in self._reader.execute(
+            "SELECT namespace, doc_id FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ? "
+            "ORDER BY expires_at LIMIT ?", (now, limit))]
 
     def chunks_by_key(self, keys: Sequence[int]) -> dict[int, Chunk]:
         out: dict[int, Chunk] = {}
@@ -301,6 +339,12 @@ class Ledger:
         if where.min_source_updated_at is not None:
             conditions.append("c.source_updated_at >= ?")
             params.append(where.min_source_updated_at)
+        if where.visible_at is not None:
+            conditions.append(_LIVE)
+            params.append(where.visible_at)
+        if where.indexed_by is not None:
+            conditions.append("c.first_indexed_at <= ?")
+            params.append(where.indexed_by)
         sql = (
             "SELECT c.key FROM chunks c JOIN documents d "
             "ON d.namespace = c.namespace AND d.doc_id = c.doc_id WHERE " + " AND ".join(conditions)
@@ -372,15 +416,16 @@ class Transaction:
             self._count(doc.namespace, documents=1)
         self._conn.execute(
             "INSERT INTO documents (namespace, doc_id, title, text, metadata, source_uri, "
-            "source_updated_at, content_hash, first_indexed_at, last_verified_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(namespace, doc_id) DO UPDATE SET "
+            "source_updated_at, content_hash, first_indexed_at, last_verified_at, expires_at, ttl_seconds) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(namespace, doc_id) DO UPDATE SET "
             "title = excluded.title, text = excluded.text, metadata = excluded.metadata, "
             "source_uri = excluded.source_uri, source_updated_at = excluded.source_updated_at, "
-            "content_hash = excluded.content_hash, last_verified_at = excluded.last_verified_at",
+            "content_hash = excluded.content_hash, last_verified_at = excluded.last_verified_at, "
+            "expires_at = excluded.expires_at, ttl_seconds = excluded.ttl_seconds",
             (
                 doc.namespace, doc.doc_id, doc.title, doc.text,
                 json.dumps(dict(doc.metadata), sort_keys=True), doc.source_uri,
-                source_updated_at, content_hash, first_indexed_at, now,
+                source_updated_at, content_hash, first_indexed_at, now, doc.expires_at, doc.ttl_seconds,
             ),
         )
         self._conn.execute(
@@ -400,6 +445,25 @@ class Transaction:
         self._conn.execute(
             "DELETE FROM doc_metadata WHERE namespace = ? AND doc_id = ?", (namespace, doc_id)
         )
+
+    def extend_expiry(self, namespace: str, doc_id: str, expires_at: float, now: float) -> bool:
+        return self._conn.execute(
+            "UPDATE documents SET expires_at = ? WHERE namespace = ? AND doc_id = ? "
+            "AND expires_at IS NOT NULL AND expires_at > ?", (expires_at, namespace, doc_id, now)).rowcount > 0
+
+    def delete_namespace(self, namespace: str, keep: bool) -> tuple[int, int]:
+        """Delete the namespace's documents and chunks (and with `keep` false the namespace):
+        (documents, chunks) deleted."""
+        docs = self._conn.execute("DELETE FROM documents WHERE namespace = ?", (namespace,)).rowcount
+        chunks = self._conn.execute("DELETE FROM chunks WHERE namespace = ?", (namespace,)).rowcount
+        self._conn.execute("DELETE FROM doc_metadata WHERE namespace = ?", (namespace,))
+        if keep:
+            self._conn.execute("UPDATE namespace_counts SET documents = 0, chunks = 0 WHERE name = ?",
+                               (namespace,))
+        else:
+            self._conn.execute("DELETE FROM namespace_counts WHERE name = ?", (namespace,))
+            self._conn.execute("DELETE FROM namespaces WHERE name = ?", (namespace,))
+        return docs, chunks
 
     def delete_chunks(self, namespace: str, keys: Sequence[int]) -> None:
         """Delete these chunks of `namespace` (keys of other namespaces are left alone)."""

@@ -12,6 +12,13 @@ process). Three collections, `<prefix>_chunks`, `<prefix>_documents` and `<prefi
   and the current `version`, a random 62-bit number.
 - **meta**: the encoder binding, the generation, the namespaces.
 
+**Expiry** (session memory): chunk rows and the document row carry `expires_at` (never:
+`NEVER`, the last Timestamp second), so every search filters expired chunks in Milvus
+and k stays whole. A refreshing read that moves a TTL writes a new version of the
+document (the same swap, vectors kept), at most once per `refresh_interval`.
+Collections made before expiry existed (0.1) lack the field: they serve as before and
+refuse writes with an expiry (FailedPrecondition naming `milvus.collection_prefix`).
+
 **Atomic swap without transactions.** A write inserts the new version's chunk rows
 (under keys derived from the version, so they are new rows), then upserts the document
 row naming the new version (one row: atomic), then deletes the replaced version's rows.
@@ -41,11 +48,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from retrieval_svc.domain import DEFAULT_NAMESPACE, Candidate, Chunk, Document, indexed_text
+from retrieval_svc.domain import (
+    DEFAULT_NAMESPACE, MAX_TIMESTAMP_SECONDS, Candidate, Chunk, Document, indexed_text,
+)
 from retrieval_svc.errors import FailedPrecondition, InvalidArgument, StartupError, Unavailable
 from retrieval_svc.settings import MilvusSettings
 from retrieval_svc.store.base import (
-    NO_FILTER, DocumentMeta, NewChunk, PutResult, SearchFilter, StoredDocument, StoreStats,
+    NO_FILTER, DocumentMeta, NewChunk, PutResult, SearchFilter, StoredDocument, StoreStats, expired,
 )
 from retrieval_svc.store.ledger import EncoderBinding
 
@@ -67,6 +76,11 @@ _CHUNK_FIELDS = ["key", "chunk_id", "namespace", "doc_id", "version", "ordinal",
                  "end_char", "token_count", "source_updated_at", "first_indexed_at"]
 _DOC_FIELDS = ["pk", "namespace", "doc_id", "title", "metadata", "source_uri", "source_updated_at",
                "content_hash", "first_indexed_at", "last_verified_at", "version", "chunk_count"]
+_EXPIRY_FIELDS = ["expires_at", "ttl_seconds"]
+# expires_at of what never expires (a number, so filters stay one comparison).
+NEVER = float(MAX_TIMESTAMP_SECONDS)
+# Seconds this process trusts that a namespace exists (another replica may delete it).
+NAMESPACE_TTL_SECONDS = 5.0
 _PLAIN_TOKEN = re.compile(r"^[a-z0-9]{1,40}$")
 # Milvus requires a vector field in every collection; documents and meta rows carry this one.
 _PLACEHOLDER = [1.0, 0.0]
@@ -101,8 +115,9 @@ def lexical_terms(tokens: Iterable[str]) -> str:
     return " ".join(words)
 
 
-def filter_expression(namespace: str, where: SearchFilter) -> str:
-    """A SearchFilter as a Milvus boolean expression over chunk rows."""
+def filter_expression(namespace: str, where: SearchFilter, expiry: bool = True) -> str:
+    """A SearchFilter as a Milvus boolean expression over chunk rows (`expiry`: the rows
+    carry expires_at)."""
     parts = [f"namespace == {_literal(namespace)}"]
     for key, values in where.clauses:
         if key in ("doc_id", "source_uri"):
@@ -111,6 +126,10 @@ def filter_expression(namespace: str, where: SearchFilter) -> str:
             parts.append(f"array_contains_any(tags, {_literals(f'{key}={v}' for v in values)})")
     if where.min_source_updated_at is not None:
         parts.append(f"source_updated_at >= {float(where.min_source_updated_at)!r}")
+    if where.visible_at is not None and expiry:
+        parts.append(f"expires_at > {float(where.visible_at)!r}")
+    if where.indexed_by is not None:
+        parts.append(f"first_indexed_at <= {float(where.indexed_by)!r}")
     return " and ".join(parts)
 
 
@@ -158,8 +177,8 @@ class MilvusStore:
             raise StartupError(f"milvus.uri {settings.uri}: cannot open the Milvus store: "
                                f"{_reason(exc)}") from None
         self._lock = threading.Lock()
-        self._namespaces: set[str] = set()  # with a meta row written by this process or seen
-        self._known: set[str] = set()  # seen to exist (has_namespace)
+        # namespace -> when its meta row was last seen (monotonic); trusted NAMESPACE_TTL_SECONDS.
+        self._seen: dict[str, float] = {}
         self._generation = self._read_generation()
         self._generation_read = time.monotonic()
         self._stats: tuple[float, list[StoreStats]] | None = None
@@ -186,7 +205,7 @@ class MilvusStore:
             schema.add_field("source_uri", DataType.VARCHAR, max_length=MAX_VARCHAR_BYTES)
             schema.add_field("tags", DataType.ARRAY, element_type=DataType.VARCHAR,
                              max_capacity=MAX_TAGS, max_length=MAX_VARCHAR_BYTES)
-            for name in ("source_updated_at", "first_indexed_at", "written_at"):
+            for name in ("source_updated_at", "first_indexed_at", "written_at", "expires_at"):
                 schema.add_field(name, DataType.DOUBLE)
             schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
             index = c.prepare_index_params()
@@ -211,7 +230,7 @@ class MilvusStore:
             schema.add_field("metadata", DataType.JSON)
             schema.add_field("source_uri", DataType.VARCHAR, max_length=MAX_VARCHAR_BYTES)
             schema.add_field("content_hash", DataType.VARCHAR, max_length=128)
-            for name in ("source_updated_at", "first_indexed_at", "last_verified_at"):
+            for name in ("source_updated_at", "first_indexed_at", "last_verified_at", *_EXPIRY_FIELDS):
                 schema.add_field(name, DataType.DOUBLE)
             schema.add_field("version", DataType.INT64)
             schema.add_field("chunk_count", DataType.INT64)
@@ -225,6 +244,11 @@ class MilvusStore:
             self._create_with_placeholder(self._meta, schema)
         for name in (self._chunks, self._docs, self._meta):
             c.load_collection(name)
+        chunk_fields = {f["name"] for f in c.describe_collection(self._chunks)["fields"]}
+        doc_fields = {f["name"] for f in c.describe_collection(self._docs)["fields"]}
+        # Collections of 0.1 have no expiry fields (see the module docstring).
+        self.expiry = "expires_at" in chunk_fields and set(_EXPIRY_FIELDS) <= doc_fields
+        self._doc_fields = _DOC_FIELDS + (_EXPIRY_FIELDS if self.expiry else [])
 
     def _create_with_placeholder(self, name: str, schema) -> None:
         index = self._client.prepare_index_params()
@@ -327,12 +351,15 @@ class MilvusStore:
             yield MilvusReader(self)
 
     def has_namespace(self, namespace: str) -> bool:
-        if namespace == DEFAULT_NAMESPACE or namespace in self._known:
+        if namespace == DEFAULT_NAMESPACE:
+            return True
+        seen = self._seen.get(namespace)
+        if seen is not None and time.monotonic() - seen < NAMESPACE_TTL_SECONDS:
             return True
         with _translated():
             found = self._get_meta(f"namespace/{namespace}") is not None
         if found:
-            self._known.add(namespace)
+            self._seen[namespace] = time.monotonic()
         return found
 
     def _doc_rows(self, pks: Sequence[str]) -> dict[str, dict]:
@@ -340,19 +367,21 @@ class MilvusStore:
         for start in range(0, len(pks), 1000):
             part = pks[start:start + 1000]
             for row in self._client.query(self._docs, filter=f"pk in {_literals(part)}",
-                                          output_fields=_DOC_FIELDS):
+                                          output_fields=self._doc_fields):
                 out[row["pk"]] = row
         return out
 
-    def _current(self, namespace: str, doc_ids: Sequence[str],
-                 fields: Sequence[str]) -> dict[str, tuple[dict, list[dict]]]:
+    def _current(self, namespace: str, doc_ids: Sequence[str], fields: Sequence[str],
+                 live_at: float | None = None) -> dict[str, tuple[dict, list[dict]]]:
         """doc_id -> (document row, its current version's chunk rows by ordinal) for the
-        documents that exist: two queries per 100 documents."""
+        documents that exist (with `live_at`: and have not expired by then): two queries
+        per 100 documents."""
         out: dict[str, tuple[dict, list[dict]]] = {}
         ids = list(dict.fromkeys(doc_ids))
         for start in range(0, len(ids), 100):
             part = ids[start:start + 100]
-            docs = {row["doc_id"]: row for row in self._doc_rows([_pk(namespace, d) for d in part]).values()}
+            docs = {row["doc_id"]: row for row in self._doc_rows([_pk(namespace, d) for d in part]).values()
+                    if live_at is None or not expired(_expires_at(row), live_at)}
             if not docs:
                 continue
             versions = sorted({int(row["version"]) for row in docs.values()})
@@ -374,12 +403,13 @@ class MilvusStore:
 
     def document(self, namespace: str, doc_id: str) -> StoredDocument | None:
         with _translated():
-            found = self._current(namespace, [doc_id], ["text", "start_char", "end_char"]).get(doc_id)
+            found = self._current(namespace, [doc_id], ["text", "start_char", "end_char"],
+                                  time.time()).get(doc_id)
         return None if found is None else _stored(found[0], _reassemble(found[1]))
 
     def doc_chunks(self, namespace: str, doc_id: str) -> list[Chunk]:
         with _translated():
-            found = self._current(namespace, [doc_id], _CHUNK_FIELDS).get(doc_id)
+            found = self._current(namespace, [doc_id], _CHUNK_FIELDS, time.time()).get(doc_id)
         return [] if found is None else [_chunk(r, found[0]) for r in found[1]]
 
     def chunk_ids(self, namespace: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
@@ -392,11 +422,20 @@ class MilvusStore:
             rows = self._client.query(self._chunks, filter=f"chunk_id == {_literal(chunk_id)}",
                                       output_fields=_CHUNK_FIELDS, limit=QUERY_WINDOW)
             docs = self._doc_rows(sorted({_pk(r["namespace"], r["doc_id"]) for r in rows}))
+        now = time.time()
         for r in rows:
             doc = docs.get(_pk(r["namespace"], r["doc_id"]))
-            if doc is not None and doc["version"] == r["version"]:
+            if doc is not None and doc["version"] == r["version"] and not expired(_expires_at(doc), now):
                 return _chunk(r, doc)
         return None
+
+    def expired(self, now: float, limit: int) -> list[tuple[str, str]]:
+        if not self.expiry:
+            return []
+        with _translated():
+            rows = self._client.query(self._docs, filter=f"expires_at <= {float(now)!r}",
+                                      output_fields=["namespace", "doc_id"], limit=min(limit, QUERY_WINDOW))
+        return [(r["namespace"], r["doc_id"]) for r in rows]
 
     def _count(self, collection: str, expression: str) -> int:
         rows = self._client.query(collection, filter=expression, output_fields=["count(*)"])
@@ -538,7 +577,7 @@ class MilvusReader:
               where: SearchFilter = NO_FILTER) -> list[Candidate]:
         hits = self._client.search(
             self._store._chunks, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field="dense",
-            limit=k, filter=filter_expression(namespace, where), output_fields=["version"],
+            limit=k, filter=filter_expression(namespace, where, self._store.expiry), output_fields=["version"],
             search_params={"metric_type": "IP", "params": {}})
         return [Candidate(_hit_key(h), float(h["distance"])) for h in hits[0]]
 
@@ -552,7 +591,7 @@ class MilvusReader:
             return []
         hits = self._client.search(
             self._store._chunks, data=[terms], anns_field="sparse", limit=k,
-            filter=filter_expression(namespace, where), output_fields=["version"],
+            filter=filter_expression(namespace, where, self._store.expiry), output_fields=["version"],
             search_params={"metric_type": "BM25"})
         # Milvus Lite reports BM25 scores negated; servers report them as they are.
         return [Candidate(_hit_key(h), abs(float(h["distance"]))) for h in hits[0]]
@@ -567,12 +606,16 @@ class MilvusReader:
         docs = self._store._doc_rows(sorted({_pk(r["namespace"], r["doc_id"]) for r in rows}))
         chunks: dict[int, Chunk] = {}
         metas: dict[str, DocumentMeta] = {}
+        now = time.time()
         for r in rows:
             doc = docs.get(_pk(r["namespace"], r["doc_id"]))
             if doc is None or doc["version"] != r["version"] or r["namespace"] != namespace:
                 continue  # a replaced, deleted or unfinished version
+            if expired(_expires_at(doc), now):
+                continue  # expired since the search filtered
             chunks[int(r["key"])] = _chunk(r, doc)
-            metas[doc["doc_id"]] = DocumentMeta(doc["title"], dict(doc["metadata"]), doc["source_uri"])
+            metas[doc["doc_id"]] = DocumentMeta(doc["title"], dict(doc["metadata"]), doc["source_uri"],
+                                                _expires_at(doc), _ttl(doc))
         return chunks, metas
 
 
@@ -616,28 +659,46 @@ class MilvusWriter:
     def put_document(self, doc: Document, content_hash: str, source_updated_at: float,
                      chunks: Sequence[NewChunk], now: float) -> PutResult:
         s, ns = self._store, doc.namespace
+        if doc.expires_at is not None and not s.expiry:
+            raise FailedPrecondition(
+                f"document {doc.doc_id[:140]!r} has an expiry, but the Milvus collections "
+                f"{s.settings.collection_prefix}_* were made before expiry existed; set "
+                "milvus.collection_prefix to a new name (and re-ingest) to use TTLs")
         found = self._stored(ns, doc.doc_id)
         self._read.pop((ns, doc.doc_id), None)  # changed below: read again if asked
         stored, old = found if found is not None else (None, [])
         old_by_id = {r["chunk_id"]: r for r in old}
         new_ids = {c.chunk_id for c in chunks}
         kept = sum(1 for c in chunks if c.chunk_id in old_by_id)
-        result = PutResult(len(chunks) - kept, kept, sum(1 for i in old_by_id if i not in new_ids),
-                           stored["content_hash"] if stored else None)
+        previous = stored["content_hash"] if stored is not None and not expired(_expires_at(stored), now) else None
+        result = PutResult(len(chunks) - kept, kept, sum(1 for i in old_by_id if i not in new_ids), previous)
         self.changed = True
-        if ns not in s._namespaces:
-            if s._get_meta(f"namespace/{ns}") is None:
-                s._set_meta(f"namespace/{ns}", json.dumps({"created_at": now}))
-            s._namespaces.add(ns)
-        row = _doc_record(doc, content_hash, source_updated_at, now, stored, len(chunks))
+        self._ensure_namespace(ns, now)
+        row = _doc_record(doc, content_hash, source_updated_at, now, stored, len(chunks), s.expiry)
         if (stored is not None and stored["content_hash"] == content_hash
                 and stored["source_updated_at"] == source_updated_at and not result.added
-                and not result.removed):
+                and not result.removed and _expires_at(stored) == doc.expires_at):
             # The same version again: confirm it (last_verified_at) and keep its rows.
             row["version"] = stored["version"]
             self._client.upsert(s._docs, [row])
             self._flush(s._docs)
             return result
+        self._write_version(doc, row, chunks, old_by_id, stored, now)
+        return result
+
+    def _ensure_namespace(self, namespace: str, now: float) -> None:
+        s = self._store
+        seen = s._seen.get(namespace)
+        if seen is None or time.monotonic() - seen >= NAMESPACE_TTL_SECONDS:
+            if s._get_meta(f"namespace/{namespace}") is None:
+                s._set_meta(f"namespace/{namespace}", json.dumps({"created_at": now}))
+            s._seen[namespace] = time.monotonic()
+
+    def _write_version(self, doc: Document, row: dict, chunks: Sequence[NewChunk],
+                       old_by_id: dict[str, dict], stored: dict | None, now: float) -> None:
+        """The atomic swap (module docstring): the new version's rows, the document row, then
+        the old rows go. A chunk without an embedding keeps its stored vector."""
+        s, ns = self._store, doc.namespace
         version = secrets.randbits(62) + 1
         tags = sorted(f"{k}={v}" for k, v in doc.metadata.items())
         records = []
@@ -657,10 +718,12 @@ class MilvusWriter:
                 "key": chunk_key(c.chunk_id, version), "chunk_id": c.chunk_id, "namespace": ns,
                 "doc_id": doc.doc_id, "version": version, "ordinal": c.ordinal, "start_char": c.start_char,
                 "end_char": c.end_char, "token_count": c.token_count, "text": c.text,
-                "source_uri": doc.source_uri, "tags": tags, "source_updated_at": source_updated_at,
+                "source_uri": doc.source_uri, "tags": tags, "source_updated_at": row["source_updated_at"],
                 "first_indexed_at": previous["first_indexed_at"] if previous else now,
                 "written_at": now, "dense": vector,
             }
+            if s.expiry:
+                record["expires_at"] = row["expires_at"]
             if s.settings.lexical:
                 record["analyzed"] = s.analyzed(doc.title, c.text)
             records.append(record)
@@ -672,7 +735,51 @@ class MilvusWriter:
         self._flush(s._docs)
         self._delete_versions(ns, doc.doc_id, keep=version,
                               replaced=stored["version"] if stored else None, now=now)
-        return result
+
+    def extend_expiry(self, namespace: str, doc_id: str, expires_at: float) -> bool:
+        """A new version with the same chunks and vectors and the new expiry."""
+        s, now = self._store, time.time()
+        if not s.expiry:
+            return False
+        self._read.pop((namespace, doc_id), None)
+        found = s._current(namespace, [doc_id], [*_CHUNK_FIELDS, "dense"], now).get(doc_id)
+        if found is None or _expires_at(found[0]) is None:
+            return False
+        stored, rows = found
+        doc = Document(namespace, doc_id, "", stored["title"], dict(stored["metadata"]),
+                       float(stored["source_updated_at"]), stored["source_uri"], expires_at, _ttl(stored))
+        chunks = [NewChunk(r["chunk_id"], int(r["ordinal"]), r["text"], int(r["start_char"]),
+                           int(r["end_char"]), int(r["token_count"]), None) for r in rows]
+        row = _doc_record(doc, stored["content_hash"], float(stored["source_updated_at"]), now, stored,
+                          len(chunks), True)
+        row["last_verified_at"] = stored["last_verified_at"]  # a read verifies nothing
+        self.changed = True
+        self._write_version(doc, row, chunks, {r["chunk_id"]: r for r in rows}, stored, now)
+        return True
+
+    def delete_namespace(self, namespace: str, *, only_if_empty: bool = False) -> tuple[int, int] | None:
+        s = self._store
+        if not s.has_namespace(namespace):
+            return None
+        ns = f"namespace == {_literal(namespace)}"
+        documents, chunks = 0, 0
+        for d in s._scan(s._docs, ns, ["chunk_count"]):
+            documents += 1
+            chunks += int(d["chunk_count"])
+        if only_if_empty and documents:
+            return None
+        self.changed = True
+        # Documents first: once a document row is gone its chunk rows are invisible.
+        self._client.delete(s._docs, filter=ns)
+        self._flush(s._docs)
+        self._client.delete(s._chunks, filter=ns)
+        self._flush(s._chunks)
+        if namespace != DEFAULT_NAMESPACE:
+            self._client.delete(s._meta, ids=[f"namespace/{namespace}"])
+            self._flush(s._meta)
+            s._seen.pop(namespace, None)
+        self._read = {key: value for key, value in self._read.items() if key[0] != namespace}
+        return documents, chunks
 
     def _delete_versions(self, namespace: str, doc_id: str, *, keep: int | None,
                          replaced: int | None, now: float) -> None:
@@ -685,10 +792,10 @@ class MilvusWriter:
         self._client.delete(self._store._chunks, filter=where)
         self._flush(self._store._chunks)
 
-    def delete_document(self, namespace: str, doc_id: str) -> int | None:
+    def delete_document(self, namespace: str, doc_id: str, *, expired_by: float | None = None) -> int | None:
         found = self._stored(namespace, doc_id)
         self._read.pop((namespace, doc_id), None)
-        if found is None:
+        if found is None or (expired_by is not None and not expired(_expires_at(found[0]), expired_by)):
             return None
         stored = found[0]
         self.changed = True
@@ -705,14 +812,27 @@ def _hit_key(hit: Any) -> int:
 
 
 def _doc_record(doc: Document, content_hash: str, source_updated_at: float, now: float,
-                stored: dict | None, chunk_count: int) -> dict:
-    return {
+                stored: dict | None, chunk_count: int, expiry: bool) -> dict:
+    row = {
         "pk": _pk(doc.namespace, doc.doc_id), "namespace": doc.namespace, "doc_id": doc.doc_id,
         "title": doc.title, "metadata": dict(doc.metadata), "source_uri": doc.source_uri,
         "content_hash": content_hash, "source_updated_at": source_updated_at,
         "first_indexed_at": stored["first_indexed_at"] if stored else now, "last_verified_at": now,
         "version": 0, "chunk_count": chunk_count, "placeholder": _PLACEHOLDER,
     }
+    if expiry:
+        row["expires_at"] = NEVER if doc.expires_at is None else float(doc.expires_at)
+        row["ttl_seconds"] = float(doc.ttl_seconds or 0.0)
+    return row
+
+
+def _expires_at(row: dict) -> float | None:
+    value = row.get("expires_at")
+    return None if value is None or value >= NEVER else float(value)
+
+
+def _ttl(row: dict) -> float | None:
+    return float(row["ttl_seconds"]) if row.get("ttl_seconds") else None
 
 
 def _chunk(r: dict, doc: dict) -> Chunk:
@@ -725,7 +845,7 @@ def _chunk(r: dict, doc: dict) -> Chunk:
 
 def _stored(row: dict, text: str) -> StoredDocument:
     doc = Document(row["namespace"], row["doc_id"], text, row["title"], dict(row["metadata"]),
-                   float(row["source_updated_at"]), row["source_uri"])
+                   float(row["source_updated_at"]), row["source_uri"], _expires_at(row), _ttl(row))
     return StoredDocument(doc, row["content_hash"], float(row["first_indexed_at"]),
                           float(row["last_verified_at"]))
 

@@ -155,7 +155,7 @@ def test_ingest_beside_searches_commits_documents_and_reports_them(start_server,
     assert report["server"]["ingest_batch_by_code"] == {"OK": 6}
 
     # The writes are in the searched namespace, both passes of them.
-    assert _namespace(client, "default").documents == len(topics) + 12
+    assert _namespace(client, "default").document_count == len(topics) + 12
     assert client.get_document("", "ingest-5#pass2").document.title == "lighthouse log 5"
     printed = capsys.readouterr().out
     assert "ingest beside the searches: 6 docs/s in IngestBatch calls of 2 into namespace 'default'" in printed
@@ -192,7 +192,7 @@ def test_find_capacity_keeps_the_ingest_rate_at_every_step(start_server, tmp_pat
     assert [s["ingest"]["codes"] for s in result["steps"]] == [{"OK": 1}, {"OK": 1}]
     assert result["report"]["ingest"]["first_document"] == 2  # the second step went on from the first
     side = _namespace(client, "ingest-side")
-    assert side is not None and side.documents == 4
+    assert side is not None and side.document_count == 4
     assert client.get_document("ingest-side", "ingest-3").document.doc_id == "ingest-3"
     printed = capsys.readouterr().out
     assert "ingest offered / committed docs/s" in printed and "capacity: 4 req/s" in printed

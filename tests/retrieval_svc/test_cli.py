@@ -50,9 +50,11 @@ def test_ingest_jsonl_beir_and_folder_then_search(served_process, tmp_path):
     _, env = served_process
     sample = REPO / "examples" / "sample.jsonl"
     first = json.loads(_cli("ingest", str(sample), "--quiet", env=env).stdout)
-    assert first["documents_added"] == 12 and first["chunks_embedded"] >= 12 and first["outcome"] == "completed"
+    assert first["added_document_count"] == 12 and first["embedded_chunk_count"] >= 12
+    assert first["outcome"] == "completed"
     again = _cli("ingest", str(sample), "--quiet", env=env)
-    assert json.loads(again.stdout)["documents_unchanged"] == 12 and json.loads(again.stdout)["chunks_embedded"] == 0
+    second = json.loads(again.stdout)
+    assert second["unchanged_document_count"] == 12 and second["embedded_chunk_count"] == 0
     assert ("12 documents: 12 committed (0 added, 0 updated, 12 unchanged), 0 rejected, 0 chunks embedded, "
             "0 retries") in again.stderr.splitlines()
 
@@ -61,7 +63,7 @@ def test_ingest_jsonl_beir_and_folder_then_search(served_process, tmp_path):
     (beir / "corpus.jsonl").write_text(
         json.dumps({"_id": "d1", "title": "Glaciers", "text": "Glaciers carve valleys as they slowly move."}) + "\n")
     out = json.loads(_cli("ingest", str(beir), "--namespace", "beir", "--quiet", env=env).stdout)
-    assert out["documents_added"] == 1
+    assert out["added_document_count"] == 1
 
     folder = tmp_path / "notes"
     (folder / "sub").mkdir(parents=True)
@@ -69,7 +71,7 @@ def test_ingest_jsonl_beir_and_folder_then_search(served_process, tmp_path):
     (folder / "sub" / "b.txt").write_text("Lighthouses warn ships about rocks.")
     (folder / "ignored.bin").write_bytes(b"\x00\x01")
     out = json.loads(_cli("ingest", str(folder), "--namespace", "notes", "--quiet", env=env).stdout)
-    assert out["documents_added"] == 2
+    assert out["added_document_count"] == 2
 
     found = json.loads(_cli("search", "ships and rocks", "--namespace", "notes", "--k", "1", "--json",
                             env=env).stdout)
@@ -161,7 +163,7 @@ def test_get_and_delete(target, capsys):
     code, out, _ = _run(capsys, "delete", "music-1", "ghost", "--target", target)
     assert code == 0 and out.startswith("1 document deleted (") and "not found: ghost" in out
     code, out, _ = _run(capsys, "delete", "music-0", "--json", "--target", target)
-    assert code == 0 and json.loads(out)["documents_deleted"] == 1 and json.loads(out)["not_found"] == []
+    assert code == 0 and json.loads(out)["deleted_document_count"] == 1 and json.loads(out)["not_found"] == []
 
     code, _, err = _run(capsys, "get", "music-1", "--target", target)
     assert code == 3 and "NOT_FOUND" in err
@@ -233,3 +235,22 @@ def test_keys_json(tmp_path, capsys):
     keys.write_text("keys:\n" + issued["keys_file_entry"])
     code, out, _ = _run(capsys, "keys", "check", str(keys), "--json")
     assert code == 0 and json.loads(out)["key_count"] == 1
+
+
+def test_namespaces_prefix_and_delete_all(target, capsys):
+    from retrieval_svc.client import RetrievalClient
+
+    with RetrievalClient(target) as client:
+        client.ingest([{"namespace": "scratch-1", "doc_id": "s", "text": "Scratch notes about kites."}])
+    code, out, _ = _run(capsys, "namespaces", "--prefix", "scratch", "--json", "--target", target)
+    assert code == 0 and [n["name"] for n in json.loads(out)] == ["scratch-1"]
+    code, _, err = _run(capsys, "delete", "--all", "--target", target)
+    assert code == 2 and "--namespace NS" in err
+    code, _, err = _run(capsys, "delete", "s", "--all", "--namespace", "scratch-1", "--target", target)
+    assert code == 2 and "not both" in err
+    code, out, _ = _run(capsys, "delete", "--all", "--namespace", "scratch-1", "--target", target)
+    assert code == 0 and out.startswith("namespace scratch-1 deleted: 1 document (")
+    code, out, _ = _run(capsys, "namespaces", "--prefix", "scratch", "--json", "--target", target)
+    assert code == 0 and json.loads(out) == []
+    code, _, err = _run(capsys, "delete", "--all", "--namespace", "scratch-1", "--target", target)
+    assert code == 3 and "NOT_FOUND" in err

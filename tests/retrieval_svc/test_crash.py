@@ -16,8 +16,8 @@ each kill the server is restarted on the same folder and:
 - a document of the interrupted stream may be missing, but if GetDocument
   returns it, it is searchable too, and what survived of that stream is whole
   messages from its start (each message is committed atomically, in order);
-- ledger == indexes: every namespace in Info has chunks == dense_vectors ==
-  bm25_chunks;
+- ledger == indexes: every namespace in Info has chunk_count == dense_vector_count ==
+  bm25_chunk_count;
 - re-ingesting acknowledged documents is idempotent (all unchanged, nothing embedded).
 """
 
@@ -322,12 +322,12 @@ class CrashRun:
                 batch = searchable[start:start + QUERIES_PER_BATCH]
                 self._search(batch, name, mode, problems)
         for ns in self.client.info().namespaces:
-            if not ns.chunks == ns.dense_vectors == ns.bm25_chunks:
-                problems.append(f"namespace {ns.name!r}: ledger chunks {ns.chunks}, dense vectors "
-                                f"{ns.dense_vectors}, bm25 chunks {ns.bm25_chunks}")
+            if not ns.chunk_count == ns.dense_vector_count == ns.bm25_chunk_count:
+                problems.append(f"namespace {ns.name!r}: ledger chunks {ns.chunk_count}, dense vectors "
+                                f"{ns.dense_vector_count}, bm25 chunks {ns.bm25_chunk_count}")
         again = list(self.acked.values())[-3:] + list(self.acked.values())[:2]
         summary = self.client.ingest(again, batch_size=MESSAGE_DOCUMENTS, timeout=CALL_TIMEOUT)
-        if summary.documents_unchanged != len(again) or summary.chunks_embedded != 0:
+        if summary.unchanged_document_count != len(again) or summary.embedded_chunk_count != 0:
             problems.append(f"re-ingest of {len(again)} acknowledged documents was not idempotent: "
                             f"{str(summary).strip()!r}")
         self.events.append(f"verified {len(self.acked)} acknowledged, {len(found_interrupted)} of "

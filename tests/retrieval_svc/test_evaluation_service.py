@@ -60,11 +60,11 @@ def served(start_server):
 def test_evaluate_matches_trec_eval_on_the_served_rankings(served):
     _, client = served
     reply = _register(client)
-    assert reply.queries == 5 and reply.judgements == 9
+    assert reply.query_count == 5 and reply.judgement_count == 9
     resp = client.evaluate(epb.EvaluateRequest(
         query_set="topics", ks=[1, 5, 10], depth=20, include_per_query=True,
         stages=[epb.EVAL_STAGE_DENSE, epb.EVAL_STAGE_BM25, epb.EVAL_STAGE_FUSED]))
-    assert resp.queries_evaluated == 4 and resp.queries_skipped == 1
+    assert resp.evaluated_query_count == 4 and resp.skipped_query_count == 1
     assert [s.stage for s in resp.stages] == [epb.EVAL_STAGE_DENSE, epb.EVAL_STAGE_BM25, epb.EVAL_STAGE_FUSED]
     qrels = {qid: judged for qid, (_, judged) in LABELS.items() if any(judged.values())}
     modes = {epb.EVAL_STAGE_DENSE: pb.SEARCH_MODE_DENSE, epb.EVAL_STAGE_BM25: pb.SEARCH_MODE_BM25,
@@ -131,7 +131,7 @@ def test_list_and_bad_evaluation_requests(served):
     _, client = served
     _register(client)
     listed = {s.name: s for s in client.list_query_sets().sets}
-    assert listed["topics"].queries == 5 and listed["topics"].source == "upload"
+    assert listed["topics"].query_count == 5 and listed["topics"].source == "upload"
     cases = [
         (epb.EvaluateRequest(query_set="missing"), grpc.StatusCode.NOT_FOUND),
         (epb.EvaluateRequest(query_set="topics", ks=[0]), grpc.StatusCode.INVALID_ARGUMENT),
@@ -185,4 +185,4 @@ def test_scheduled_evaluation_updates_gauges_without_blocking_search(start_serve
         time.sleep(0.3)
     assert value is not None and value > 0.5
     listed = {s.name: s for s in client.list_query_sets().sets}["scheduled"]
-    assert listed.queries == 5 and listed.last_evaluated_at.seconds > 0
+    assert listed.query_count == 5 and listed.last_evaluated_at.seconds > 0

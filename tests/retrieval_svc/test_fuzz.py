@@ -318,11 +318,11 @@ def _check_seeded(client, docs, before: dict) -> list[str]:
 def _check_indexes(client) -> list[str]:
     problems = []
     for ns in client.info().namespaces:
-        if not ns.chunks == ns.dense_vectors == ns.bm25_chunks:
-            problems.append(f"namespace {ns.name!r}: ledger chunks {ns.chunks} != dense {ns.dense_vectors} "
-                            f"or bm25 {ns.bm25_chunks}")
-        if ns.name == SEEDED and ns.documents != len(_seeded_documents()):
-            problems.append(f"namespace {SEEDED!r} has {ns.documents} documents, not {len(_seeded_documents())}")
+        if not ns.chunk_count == ns.dense_vector_count == ns.bm25_chunk_count:
+            problems.append(f"namespace {ns.name!r}: ledger chunks {ns.chunk_count} != dense {ns.dense_vector_count} "
+                            f"or bm25 {ns.bm25_chunk_count}")
+        if ns.name == SEEDED and ns.document_count != len(_seeded_documents()):
+            problems.append(f"namespace {SEEDED!r} has {ns.document_count} documents, not {len(_seeded_documents())}")
     return problems
 
 

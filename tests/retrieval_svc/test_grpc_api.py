@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -27,8 +30,8 @@ def served(start_server):
 
 def test_ingest_summary_and_dense_search(served):
     _, client, summary = served
-    assert summary.documents_added == 12
-    assert summary.chunks_added == summary.chunks_embedded > 0
+    assert summary.added_document_count == 12
+    assert summary.added_chunk_count == summary.embedded_chunk_count > 0
     resp = client.search("galaxies and planets seen through a telescope", k=3,
                          mode=pb.SEARCH_MODE_DENSE)
     assert len(resp.hits) == 3 and resp.hits[0].doc_id.startswith("astronomy")
@@ -53,14 +56,27 @@ def test_hybrid_lineage_fields(served):
         assert hit.score == pytest.approx(hit.fused.score)
     assert {t.stage for t in resp.timings} >= {"encode", "dense", "bm25", "fuse", "hydrate", "total"}
     assert resp.request_id and resp.index_generation > 0
+    chosen = client.search("bake bread dough oven", k=5, mode=pb.SEARCH_MODE_HYBRID, fusion=pb.FUSION_METHOD_RRF)
+    assert chosen.fusion == pb.FUSION_METHOD_RRF
+
+
+def test_fusion_is_unset_when_nothing_was_fused(served):
+    _, client, _ = served
+    for mode in (pb.SEARCH_MODE_DENSE, pb.SEARCH_MODE_BM25):
+        # Even when the request names a method: one retriever's list is not fused.
+        resp = client.search("bake bread dough oven", k=3, mode=mode, fusion=pb.FUSION_METHOD_RRF)
+        assert resp.mode == mode and resp.hits and not any(h.HasField("fused") for h in resp.hits)
+        assert resp.fusion == pb.FUSION_METHOD_UNSPECIFIED, mode
+    (dense,) = client.batch_search([pb.SearchRequest(query="bread", mode=pb.SEARCH_MODE_DENSE)]).results
+    assert dense.fusion == pb.FUSION_METHOD_UNSPECIFIED
 
 
 def test_reingest_unchanged_embeds_nothing_and_refreshes_verification(served):
     _, client, _ = served
     before = client.get_document("", "finance-0", include_chunks=True)
     again = client.ingest(topic_documents(), batch_size=12)
-    assert again.documents_unchanged == 12 and again.chunks_embedded == 0
-    assert again.chunks_added == 0 and again.chunks_removed == 0
+    assert again.unchanged_document_count == 12 and again.embedded_chunk_count == 0
+    assert again.added_chunk_count == 0 and again.removed_chunk_count == 0
     after = client.get_document("", "finance-0", include_chunks=True)
     assert [c.chunk_id for c in after.chunks] == [c.chunk_id for c in before.chunks]
     assert after.first_indexed_at == before.first_indexed_at
@@ -78,9 +94,9 @@ def test_edit_reembeds_only_changed_chunks_and_removes_vanished(start_server):
     sentences[40] = "Completely different words about zeppelins drifting over quiet lakes"
     edited = ". ".join(sentences)
     summary = client.ingest([Document("", "long", edited)])
-    assert summary.documents_updated == 1
-    assert 1 <= summary.chunks_embedded <= 3
-    assert summary.chunks_removed == summary.chunks_added == summary.chunks_embedded
+    assert summary.updated_document_count == 1
+    assert 1 <= summary.embedded_chunk_count <= 3
+    assert summary.removed_chunk_count == summary.added_chunk_count == summary.embedded_chunk_count
     after = client.get_document("", "long", include_chunks=True)
     vanished = {c.chunk_id for c in before.chunks} - {c.chunk_id for c in after.chunks}
     for chunk_id in vanished:
@@ -108,13 +124,20 @@ def test_filters_namespaces_and_max_age(start_server):
 def test_delete_removes_from_every_index(served):
     _, client, _ = served
     resp = client.delete("", ["music-0", "music-1", "nope"])
-    assert resp.documents_deleted == 2 and list(resp.not_found) == ["nope"] and resp.chunks_removed > 0
+    assert resp.deleted_document_count == 2 and list(resp.not_found) == ["nope"] and resp.removed_chunk_count > 0
     for mode in (pb.SEARCH_MODE_DENSE, pb.SEARCH_MODE_BM25, pb.SEARCH_MODE_HYBRID):
         hits = client.search("orchestra symphony violins conductor", k=50, mode=mode).hits
         assert not any(h.doc_id.startswith("music") for h in hits)
     info = client.info()
     ns = {n.name: n for n in info.namespaces}["default"]
-    assert ns.documents == 10 and ns.chunks == ns.dense_vectors == ns.bm25_chunks
+    assert ns.document_count == 10 and ns.chunk_count == ns.dense_vector_count == ns.bm25_chunk_count
+
+
+def test_info_config_masks_secrets(start_server):
+    _, client = start_server(tracing={"otlp_headers": {"x-api-key": "s3cret-value"}})
+    info = client.info()
+    assert json_format.MessageToDict(info.config)["tracing"]["otlp_headers"] == {"x-api-key": "***"}
+    assert "s3cret-value" not in str(info) and "s3cret-value" not in info.config_json
 
 
 def test_batch_search_keeps_request_order(served):
@@ -130,7 +153,10 @@ def test_info_health_and_reflection(served):
     info = client.info()
     assert info.models[0].dimension == 384 and info.index_generation > 0
     assert info.dense_index == "flat/faiss/cpu"
-    assert '"window_tokens": 48' in info.config_json
+    config = json_format.MessageToDict(info.config)
+    assert config["chunker"]["window_tokens"] == 48 and config["search"]["fusion"] == "minmax"
+    # Deprecated in 0.2.0, still filled for 0.1.0 clients: the same configuration as JSON text.
+    assert json.loads(info.config_json) == config
     health = health_pb2_grpc.HealthStub(client.channel)
     for service in ("", "retrieval.v1.RetrievalService", "retrieval.v1.EvaluationService"):
         assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == \
@@ -175,7 +201,7 @@ def test_stream_failure_keeps_what_was_accepted(start_server):
     details = e.value.details()
     assert "document 4" in details and "4 documents of this stream were committed" in details
     info = {n.name: n for n in client.info().namespaces}["default"]
-    assert info.documents == 4
+    assert info.document_count == 4
     assert client.search("telescope galaxies", k=1).hits[0].doc_id.startswith("astronomy")
 
 
@@ -248,7 +274,7 @@ def test_other_bad_requests(served):
             call()
         assert _code(e) == code, e.value.details()
     # The server is still healthy and nothing accepted was lost.
-    assert {n.name: n for n in client.info().namespaces}["default"].documents == 12
+    assert {n.name: n for n in client.info().namespaces}["default"].document_count == 12
 
 
 def test_oversized_batches_get_resource_exhausted(start_server):
@@ -259,4 +285,4 @@ def test_oversized_batches_get_resource_exhausted(start_server):
     with pytest.raises(grpc.RpcError) as e:
         client.ingest(topic_documents()[:4], batch_size=4)
     assert _code(e) == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_batch_documents=3" in e.value.details()
-    assert client.ingest(topic_documents()[:4], batch_size=3).documents_added == 4
+    assert client.ingest(topic_documents()[:4], batch_size=3).added_document_count == 4

@@ -539,8 +539,8 @@ def test_10_sigterm_during_ingest_and_searches_exits_cleanly(tmp_path):
         with ProtoClient(target, timeout=30) as client:
             info = client.info()
             ns = {n.name: n for n in info.namespaces}["default"]
-            assert ns.chunks == ns.dense_vectors == ns.bm25_chunks
-            assert ns.documents >= len(acknowledged) > 0
+            assert ns.chunk_count == ns.dense_vector_count == ns.bm25_chunk_count
+            assert ns.document_count >= len(acknowledged) > 0
             sample = sorted(acknowledged)[:: max(1, len(acknowledged) // 10)]
             for doc_id in sample:
                 flt = [pb.FilterClause(key="doc_id", any_of=[doc_id])]

@@ -89,10 +89,10 @@ def test_default_job_skips_bad_records_dead_letters_them_and_exits_3(start_serve
 
     code, out, err = _run(capsys, str(path), "--target", target, "--batch-size", "3", "--dead-letter", str(dead))
     assert code == 3
-    assert out["records"] == 8 and out["documents_added"] == 5 and out["documents_rejected"] == 3
+    assert out["records"] == 8 and out["added_document_count"] == 5 and out["rejected_document_count"] == 3
     assert out["outcome"] == "completed" and out["resume_from"] is None and out["dead_letters"] == str(dead)
-    assert isinstance(out["chunks_embedded"], int) and out["chunks_embedded"] >= 5
-    line = SUMMARY_LINE.format(dead, f"{out['chunks_embedded']} chunks")
+    assert isinstance(out["embedded_chunk_count"], int) and out["embedded_chunk_count"] >= 5
+    line = SUMMARY_LINE.format(dead, f"{out['embedded_chunk_count']} chunks")
     assert line in err.splitlines()
 
     rows = _dead_letters(dead)
@@ -114,7 +114,8 @@ def test_default_job_skips_bad_records_dead_letters_them_and_exits_3(start_serve
     # Again, allowing rejects: nothing changed, exit 0, the dead letters appended to the same file.
     code, out, err = _run(capsys, str(path), "--target", target, "--dead-letter", str(dead), "--allow-rejects")
     assert code == 0
-    assert out["documents_unchanged"] == 5 and out["documents_rejected"] == 3 and out["chunks_embedded"] == 0
+    assert out["unchanged_document_count"] == 5 and out["rejected_document_count"] == 3
+    assert out["embedded_chunk_count"] == 0
     assert len(_dead_letters(dead)) == 6
 
 
@@ -141,11 +142,11 @@ def test_on_error_stop_commits_only_the_records_before_the_first_bad_one(start_s
     # The first bad record (line 4) fails server-side, in the middle of the one batch.
     code, out, err = _run(capsys, str(path), "--target", target, "--on-error", "stop", "--dead-letter", str(dead))
     assert code == 2
-    assert out["documents_added"] == 2 and out["documents_rejected"] == 1
+    assert out["added_document_count"] == 2 and out["rejected_document_count"] == 1
     assert out["outcome"] == "stopped_on_invalid" and out["resume_from"] == 2
     assert f"stopped at {path}:4 (record 2): text and title are both blank" in err and "--resume-from 2" in err
     ns = {n.name: n for n in client.info().namespaces}
-    assert ns["default"].documents == 2
+    assert ns["default"].document_count == 2
     with pytest.raises(grpc.RpcError) as missing:
         client.get_document("", "c")
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
@@ -154,7 +155,7 @@ def test_on_error_stop_commits_only_the_records_before_the_first_bad_one(start_s
     # Resuming past it, the next bad record (line 5) fails to parse here: "c" after it stays out.
     code, out, err = _run(capsys, str(path), "--target", target, "--on-error", "stop", "--dead-letter", str(dead),
                           "--resume-from", "3")
-    assert code == 2 and out["resume_from"] == 3 and out["documents_added"] == 0
+    assert code == 2 and out["resume_from"] == 3 and out["added_document_count"] == 0
     assert f"stopped at {path}:5 (record 3): not valid JSON" in err
     with pytest.raises(grpc.RpcError):
         client.get_document("", "c")
@@ -289,7 +290,7 @@ def _serve(store: Path, port: int, log: Path) -> subprocess.Popen:
 
 def _document_count(client: ProtoClient) -> int:
     try:
-        return sum(n.documents for n in client.info().namespaces)
+        return sum(n.document_count for n in client.info().namespaces)
     except grpc.RpcError:
         return -1
 
@@ -324,10 +325,10 @@ def test_job_survives_a_server_killed_mid_job_and_commits_every_record_once(tmp_
         assert job.returncode == 0, err
         summary = json.loads(out)
         assert summary["outcome"] == "completed" and summary["retries"] >= 1, err
-        assert summary["records"] == n_docs and summary["documents_rejected"] == 0
+        assert summary["records"] == n_docs and summary["rejected_document_count"] == 0
         # A batch committed just before the kill but not acknowledged comes back unchanged.
-        assert summary["documents_added"] + summary["documents_unchanged"] == n_docs
-        assert summary["documents_updated"] == 0 and summary["documents_unchanged"] <= batch
+        assert summary["added_document_count"] + summary["unchanged_document_count"] == n_docs
+        assert summary["updated_document_count"] == 0 and summary["unchanged_document_count"] <= batch
         assert "UNAVAILABLE" in err and f"{n_docs} documents: {n_docs} committed" in err
         with ProtoClient(target, timeout=30) as client:
             for i in range(n_docs):

@@ -70,7 +70,7 @@ def test_query_sets_are_shared(replicas, monkeypatch):
                          judgements=[epb.Judgement(target_id="cooking-0", relevance=1)])]))
     assert "shared" in {s.name for s in b.list_query_sets().sets}
     result = b.evaluate(epb.EvaluateRequest(query_set="shared", ks=[10]))
-    assert result.queries_evaluated == 1
+    assert result.evaluated_query_count == 1
 
 
 def _beir_set(folder):
@@ -160,4 +160,4 @@ def test_a_store_refuses_another_encoder_and_takes_the_same_weights_elsewhere(st
         App(make_settings(tmp_path / "unused", **sections), encoder=Renamed(revision="0" * 64))
     # The same weights installed under another path open the store.
     _, moved = start_server(encoder_override=Renamed(name="/elsewhere/all-MiniLM-L6-v2"), **sections)
-    assert moved.ingest(topic_documents(per_topic=1)).chunks_embedded == 0
+    assert moved.ingest(topic_documents(per_topic=1)).embedded_chunk_count == 0

@@ -86,6 +86,13 @@ class Secure:
         return ProtoClient(self.target, timeout=60, token=token, ca_file=str(self.ca_file), **options)
 
 
+def _restore_tenant_a(secure: Secure) -> None:
+    """Tenant A's documents as the fixture made them (again, after DeleteNamespace deleted them;
+    chunk ids come from the content, so a_chunk_id stays valid)."""
+    with secure.client("ops") as ops:
+        ops.ingest_batch(_a_docs("a-doc-1", "a-doc-2", "a-doc-delete", "a-doc-delete-grpcurl"))
+
+
 def _a_docs(*ids: str) -> list[Document]:
     return [Document("tenant-a", doc_id, f"The zanzibar ledger {doc_id} lists spice cargo, harbour fees "
                      "and the tides of the old port.", title=f"zanzibar {doc_id}") for doc_id in ids]
@@ -115,7 +122,7 @@ def secure(tmp_path_factory, encoder):
     server = Server(App(settings, encoder=encoder)).start()
     env = Secure(server, f"127.0.0.1:{server.port}", folder, ca_file, keys_file, tokens, "")
     with env.client("ops") as ops:
-        ops.ingest_batch(_a_docs("a-doc-1", "a-doc-2", "a-doc-delete", "a-doc-delete-grpcurl"))
+        _restore_tenant_a(env)
         ops.ingest_batch(_b_docs())
         env.a_chunk_id = ops.get_document("tenant-a", "a-doc-1", include_chunks=True).chunks[0].chunk_id
     with env.client("tenant-a") as a:
@@ -164,6 +171,11 @@ PYTHON_CALLS: dict[str, tuple[Callable[[ProtoClient, Secure], object], CODE]] = 
     "/retrieval.v1.RetrievalService/GetDocument": (
         lambda c, s: c.get_document("tenant-a", "a-doc-1", include_chunks=True), CODE.PERMISSION_DENIED),
     "/retrieval.v1.RetrievalService/Info": (lambda c, s: c.info(), CODE.OK),
+    "/retrieval.v1.RetrievalService/ListNamespaces": (
+        lambda c, s: c.retrieval.ListNamespaces(pb.ListNamespacesRequest(), timeout=60), CODE.OK),
+    "/retrieval.v1.RetrievalService/DeleteNamespace": (
+        lambda c, s: c.retrieval.DeleteNamespace(pb.DeleteNamespaceRequest(namespace="tenant-a"), timeout=60),
+        CODE.PERMISSION_DENIED),
     "/retrieval.v1.EvaluationService/RegisterQuerySet": (
         lambda c, s: c.register_query_set(_query_set("a-set-2", "tenant-a", "a-doc-2")), CODE.PERMISSION_DENIED),
     "/retrieval.v1.EvaluationService/ListQuerySets": (lambda c, s: c.list_query_sets(), CODE.OK),
@@ -202,8 +214,10 @@ def test_python_client_every_rpc_by_credential(secure, method):
     if code == CODE.PERMISSION_DENIED:
         assert "key 'tenant-b' has no " in details and details.endswith(" role on namespace tenant-a")
     name = method.rsplit("/", 1)[1]
+    if name in ("Info", "ListNamespaces"):
+        assert [n.name for n in response.namespaces] == ["tenant-b"]
     if name == "Info":
-        assert [n.name for n in response.namespaces] == ["tenant-b"] and response.config_json == ""
+        assert not response.HasField("config") and response.config_json == ""
     if name == "ListQuerySets":
         assert [s.name for s in response.sets] == ["b-set"]
     if name == "GetChunk":
@@ -215,13 +229,19 @@ def test_python_client_every_rpc_by_credential(secure, method):
         code, response, details = _outcome(call, client, secure)
     assert code == CODE.OK, details
     if name in ("Ingest", "IngestBatch"):
-        assert response.documents_added == 1  # tenant B's refused attempt added nothing
+        assert response.added_document_count == 1  # tenant B's refused attempt added nothing
     if name == "DeleteDocuments":
-        assert response.documents_deleted == 1  # tenant B's refused attempt deleted nothing
+        assert response.deleted_document_count == 1  # tenant B's refused attempt deleted nothing
     if name == "Search":
         assert response.hits and {h.namespace for h in response.hits} == {"tenant-a"}
     if name == "Info":
-        assert [n.name for n in response.namespaces] == ["tenant-a"] and response.config_json == ""
+        assert [n.name for n in response.namespaces] == ["tenant-a"]
+        assert not response.HasField("config") and response.config_json == ""
+    if name == "ListNamespaces":
+        assert [n.name for n in response.namespaces] == ["tenant-a"]
+    if name == "DeleteNamespace":
+        assert response.deleted_document_count >= 3  # tenant B's refused attempt deleted nothing
+        _restore_tenant_a(secure)
 
 
 def test_batch_search_needs_read_on_every_namespace_it_names(secure):
@@ -250,7 +270,8 @@ def test_roles_read_write_admin(secure):
     with secure.client("ops") as ops:
         info = ops.info()
         assert {n.name for n in info.namespaces} == {"tenant-a", "tenant-b"}
-        assert json.loads(info.config_json)["auth"]["keys_file"] == str(secure.keys_file)
+        assert info.config.fields["auth"].struct_value.fields["keys_file"].string_value == str(secure.keys_file)
+        assert json.loads(info.config_json)["auth"]["keys_file"] == str(secure.keys_file)  # deprecated
         assert {s.name for s in ops.list_query_sets().sets} >= {"a-set", "b-set"}
 
 
@@ -291,9 +312,9 @@ def test_audit_lines_for_writes_name_key_namespace_and_counts_only(secure, caplo
     with secure.client("tenant-b") as b, pytest.raises(grpc.RpcError):
         b.delete("tenant-a", ["a-doc-1"])
     lines = [r.getMessage() for r in caplog.records if r.name == "retrieval_svc.audit"]
-    assert any(line.startswith("IngestBatch committed key=tenant-a namespaces=tenant-a documents_added=1 ")
+    assert any(line.startswith("IngestBatch committed key=tenant-a namespaces=tenant-a added_document_count=1 ")
                for line in lines), lines
-    assert any(line.startswith("DeleteDocuments committed key=tenant-a namespaces=tenant-a documents_deleted=1 ")
+    assert any(line.startswith("DeleteDocuments committed key=tenant-a namespaces=tenant-a deleted_document_count=1 ")
                and "not_found=1" in line for line in lines), lines
     assert "DeleteDocuments refused key=tenant-b namespaces=tenant-a code=PERMISSION_DENIED" in lines
     for line in lines:
@@ -369,6 +390,8 @@ GRPCURL_CALLS: dict[str, tuple[str, str]] = {
     "/retrieval.v1.RetrievalService/GetDocument": ('{"namespace": "tenant-a", "doc_id": "a-doc-2"}',
                                                    "PermissionDenied"),
     "/retrieval.v1.RetrievalService/Info": ("{}", ""),
+    "/retrieval.v1.RetrievalService/ListNamespaces": ("{}", ""),
+    "/retrieval.v1.RetrievalService/DeleteNamespace": ('{"namespace": "tenant-a"}', "PermissionDenied"),
     "/retrieval.v1.EvaluationService/RegisterQuerySet": (
         '{"name": "a-set-grpcurl", "namespace": "tenant-a", "queries": [{"query_id": "q", "text": "spice", '
         '"judgements": [{"target_id": "a-doc-2", "relevance": 1}]}]}', "PermissionDenied"),
@@ -398,6 +421,8 @@ def test_grpcurl_every_rpc_by_credential(secure, method):
     if method.endswith("/Search"):
         hits = json.loads(proc.stdout)["hits"]
         assert hits and {h["namespace"] for h in hits} == {"tenant-a"}
+    if method.endswith("/DeleteNamespace"):
+        _restore_tenant_a(secure)
 
 
 def test_grpcurl_reflection_needs_a_key_and_health_does_not(secure):
@@ -465,7 +490,7 @@ def test_cli_search_info_eval_ingest_by_credential(secure, tmp_path):
     assert {h["namespace"] for h in json.loads(proc.stdout)["hits"]} == {"tenant-a"}
     proc = _cli("ingest", str(source), "--namespace", "tenant-a", "--quiet", *tls,
                 "--token", secure.tokens["tenant-a"], env=base)
-    assert proc.returncode == 0 and json.loads(proc.stdout)["documents_added"] == 1, proc.stderr
+    assert proc.returncode == 0 and json.loads(proc.stdout)["added_document_count"] == 1, proc.stderr
     proc = _cli("eval", "--set", "a-set", "--ks", "1", "--stages", "bm25", *tls,
                 "--token", secure.tokens["tenant-a"], env=base)
     assert proc.returncode == 0 and "ndcg" in proc.stdout.lower(), proc.stderr
@@ -526,7 +551,7 @@ def test_mtls_client_certificate_is_an_identity(start_server, tmp_path):
     target = f"127.0.0.1:{server.port}"
     with ProtoClient(target, timeout=60, ca_file=str(ca_file), cert_file=str(bot_cert),
                      key_file=str(bot_key)) as bot:
-        assert bot.ingest_batch(_a_docs("a-doc-bot")).documents_added == 1  # its SAN names the key
+        assert bot.ingest_batch(_a_docs("a-doc-bot")).added_document_count == 1  # its SAN names the key
         with pytest.raises(grpc.RpcError) as e:
             bot.search("spice", namespace="tenant-a")
         assert e.value.code() == CODE.PERMISSION_DENIED and "key 'ingest-bot'" in e.value.details()
@@ -549,7 +574,7 @@ def test_mtls_client_certificate_is_an_identity(start_server, tmp_path):
                            "-d", '{"documents": [{"namespace": "tenant-a", "doc_id": "a-doc-bot-2", "text": "x"}]}',
                            target, "retrieval.v1.RetrievalService/IngestBatch"],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and '"documentsAdded": "1"' in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and '"addedDocumentCount": "1"' in proc.stdout, proc.stderr
     proc = _cli("search", "x", "--namespace", "tenant-a", "--ca-file", str(ca_file), "--cert-file",
                 str(bot_cert), "--key-file", str(bot_key), env={"RETRIEVAL_SVC_TARGET": target})
     assert proc.returncode == 5 and "PERMISSION_DENIED" in proc.stderr, proc.stderr

@@ -59,7 +59,7 @@ def test_restart_serves_same_results_without_reembedding(start_server, encoder, 
     assert after == before
     assert counting.passages == 0
     summary = client2.ingest(topic_documents())
-    assert summary.documents_unchanged == 12 and summary.chunks_embedded == 0 and counting.passages == 0
+    assert summary.unchanged_document_count == 12 and summary.embedded_chunk_count == 0 and counting.passages == 0
     manifest = store / "indexes" / "manifest.json"
     assert manifest.exists() == clean_shutdown
 
@@ -98,7 +98,7 @@ def test_titles_head_every_chunk_in_the_index(start_server, tmp_path):
     assert {(q, m): _ranking(client2, q, m) for q in ("zeppelin", "gears and levers") for m in MODES} == before
     # A new title changes what every chunk embeds, so every chunk is re-embedded.
     summary = client2.ingest([Document("", "machines", body, title="Airship upkeep")])
-    assert summary.chunks_embedded == len(chunks) and summary.documents_updated == 1
+    assert summary.embedded_chunk_count == len(chunks) and summary.updated_document_count == 1
     assert client2.search("zeppelin", k=5, mode=pb.SEARCH_MODE_BM25).hits == []
 
 
@@ -107,7 +107,7 @@ def test_titles_stay_out_of_the_index_when_disabled(start_server):
     client.ingest([Document("", "d", "Gears and levers.", title="Zeppelin")])
     assert client.search("zeppelin", k=5, mode=pb.SEARCH_MODE_BM25).hits == []
     summary = client.ingest([Document("", "d", "Gears and levers.", title="Airship")])
-    assert summary.documents_updated == 1 and summary.chunks_embedded == 0
+    assert summary.updated_document_count == 1 and summary.embedded_chunk_count == 0
 
 
 def test_passage_encodes_keep_torch_threads_after_faiss_updates(start_server, encoder):
@@ -161,4 +161,4 @@ def test_the_same_weights_under_another_path_open_the_store(start_server, encode
     moved.identity = dataclasses.replace(encoder.identity, name="/opt/another-venv/models/minilm")
     _, client2 = start_server(store_path=tmp_path / "moved", encoder_override=moved)
     assert client2.search("bread", k=1).hits and moved.passages == 0
-    assert client2.ingest(topic_documents()).chunks_embedded == 0
+    assert client2.ingest(topic_documents()).embedded_chunk_count == 0

@@ -77,13 +77,13 @@ def _needs_lexical(serve):
 def test_ingest_search_and_counts(serve):
     server, client = serve()
     summary = client.ingest(topic_documents())
-    assert summary.documents_added == 12 and summary.chunks_added >= 12
+    assert summary.added_document_count == 12 and summary.added_chunk_count >= 12
     for mode in _modes(serve):
         hits = client.search("bread dough oven", k=3, mode=mode).hits
         assert hits and hits[0].doc_id.startswith("cooking"), (mode, [h.doc_id for h in hits])
         assert all(h.text and h.chunk_id for h in hits)
     ns = {n.name: n for n in client.info().namespaces}["default"]
-    assert (ns.documents, ns.chunks) == (12, summary.chunks_added)
+    assert (ns.document_count, ns.chunk_count) == (12, summary.added_chunk_count)
 
 
 def test_hits_carry_lineage(serve):
@@ -118,11 +118,11 @@ def test_reingest_keeps_unchanged_and_replaces_changed(serve, encoder):
     client.ingest(topic_documents())
     embedded = counting.passages
     again = client.ingest(topic_documents())
-    assert again.documents_unchanged == 12 and again.chunks_embedded == 0
+    assert again.unchanged_document_count == 12 and again.embedded_chunk_count == 0
     assert counting.passages == embedded
     old = {c.chunk_id for c in client.get_document("", "music-0", include_chunks=True).chunks}
     changed = client.ingest([Document("", "music-0", "A rewritten text about violins and cellos.")])
-    assert changed.documents_updated == 1 and changed.chunks_removed == len(old)
+    assert changed.updated_document_count == 1 and changed.removed_chunk_count == len(old)
     new = {c.chunk_id for c in client.get_document("", "music-0", include_chunks=True).chunks}
     assert new and not new & old
     for chunk_id in old:
@@ -139,14 +139,14 @@ def test_delete(serve):
     _, client = serve()
     client.ingest(topic_documents())
     gone = client.delete("", ["cooking-0", "cooking-1", "nope"])
-    assert gone.documents_deleted == 2 and list(gone.not_found) == ["nope"]
+    assert gone.deleted_document_count == 2 and list(gone.not_found) == ["nope"]
     for mode in _modes(serve):
         assert not [h for h in client.search("bread dough oven", k=20, mode=mode).hits
                     if h.doc_id.startswith("cooking")]
     with pytest.raises(grpc.RpcError) as info:
         client.get_document("", "baking-0")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    assert {n.name: n for n in client.info().namespaces}["default"].documents == 10
+    assert {n.name: n for n in client.info().namespaces}["default"].document_count == 10
 
 
 def test_filters(serve):
@@ -243,7 +243,7 @@ def test_restart_serves_the_same_without_reembedding(serve, encoder):
     counting = CountingEncoder(encoder)
     _, client2 = serve(encoder_override=counting)
     assert {(q, m): _ranking(client2, q, m) for q in queries for m in _modes(serve)} == before
-    assert client2.ingest(topic_documents()).chunks_embedded == 0 and counting.passages == 0
+    assert client2.ingest(topic_documents()).embedded_chunk_count == 0 and counting.passages == 0
 
 
 def test_lexical_side_stems_and_drops_stop_words(serve):
@@ -274,3 +274,104 @@ def test_bm25_ranks_as_the_embedded_store_does(start_server, tmp_path):
         ours = [h.chunk_id for h in embedded.search(q, k=5, mode=BM25).hits]
         theirs = [h.chunk_id for h in milvus.search(q, k=5, mode=BM25).hits]
         assert ours[:3] == theirs[:3], q
+
+
+# --- session memory: expiry, refresh, as_of, namespaces --------------------------------
+
+
+def _wait_until(instant: float) -> None:
+    time.sleep(max(0.0, instant - time.time()))
+
+
+# Long enough for a Milvus commit (a flush on Milvus Lite takes seconds) before the first read.
+TTL = 10.0
+
+
+def test_expired_documents_vanish_at_once_and_the_sweep_deletes_them(serve):
+    server, client = serve(memory={"sweep_interval_seconds": 0})
+    started = time.time()
+    client.ingest([Document("session-1", "short", "A note about violins in the orchestra pit.", ttl_seconds=TTL),
+                   Document("session-1", "kept", "A note about violins made in Cremona.")])
+    client.ingest([Document("session-2", "only", "A note about violins, soon gone.", ttl_seconds=TTL)])
+    hits = client.search("violins", namespace="session-1", k=5).hits
+    by_doc = {h.doc_id: h for h in hits}
+    assert set(by_doc) == {"short", "kept"}
+    assert by_doc["short"].HasField("expires_at") and not by_doc["kept"].HasField("expires_at")
+    assert started + TTL <= by_doc["short"].expires_at.ToNanoseconds() / 1e9 <= time.time() + TTL
+    chunk_id = by_doc["short"].chunk_id
+    later = client.get_document("session-2", "only").document.expires_at.ToNanoseconds() / 1e9
+    _wait_until(by_doc["short"].expires_at.ToNanoseconds() / 1e9 + 0.05)
+    # Invisible at once, before any sweep: search, GetDocument, GetChunk.
+    for mode in _modes(serve):
+        assert {h.doc_id for h in client.search("violins", namespace="session-1", k=5, mode=mode).hits} == {"kept"}
+    for call in (lambda: client.get_document("session-1", "short"), lambda: client.get_chunk(chunk_id)):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    _wait_until(later + 0.05)
+    documents, chunks, namespaces = server.app.memory.sweep()
+    assert (documents, namespaces) == (2, 1) and chunks >= 2
+    listed = {n.name: n for n in client.retrieval.ListNamespaces(pb.ListNamespacesRequest()).namespaces}
+    assert "session-2" not in listed and listed["session-1"].document_count == 1
+    with pytest.raises(grpc.RpcError) as info:
+        client.search("violins", namespace="session-2")
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert server.app.memory.sweep() == (0, 0, 0)
+
+
+def test_a_refreshing_read_extends_the_ttl(serve):
+    _, client = serve(memory={"sweep_interval_seconds": 0})
+    client.ingest([Document("agent", "fact", "The user prefers green tea in the morning.", ttl_seconds=TTL)])
+    first = client.get_document("agent", "fact").document.expires_at.ToNanoseconds() / 1e9
+    time.sleep(2.0)
+    # Not asked to refresh (and no namespace policy): the expiry stays.
+    plain = client.search("green tea", namespace="agent", k=1).hits[0]
+    assert plain.expires_at.ToNanoseconds() / 1e9 == pytest.approx(first)
+    refreshed = client.search("green tea", namespace="agent", k=1, refresh_ttl=True).hits[0]
+    moved = refreshed.expires_at.ToNanoseconds() / 1e9
+    assert moved >= first + 1.5
+    got = client.get_document("agent", "fact").document
+    assert got.expires_at.ToNanoseconds() / 1e9 == pytest.approx(moved) and got.ttl_seconds == TTL
+    _wait_until(first + 0.3)
+    assert [h.doc_id for h in client.search("green tea", namespace="agent", k=1).hits] == ["fact"]
+    # GetDocument refreshes too.
+    again = client.retrieval.GetDocument(pb.GetDocumentRequest(namespace="agent", doc_id="fact", refresh_ttl=True))
+    assert again.document.expires_at.ToNanoseconds() / 1e9 > moved
+
+
+def test_as_of_recalls_what_had_been_ingested_by_then(serve):
+    _, client = serve()
+    client.ingest([Document("", "early", "Apples grow on trees in the orchard.")])
+    time.sleep(0.05)
+    between = time.time()
+    time.sleep(0.05)
+    client.ingest([Document("", "late", "Apples are pressed into cider in autumn.")])
+    as_of = pb.SearchRequest(query="apples").as_of
+    as_of.FromNanoseconds(int(between * 1e9))
+    for mode in _modes(serve):
+        assert {h.doc_id for h in client.search("apples", k=5, mode=mode).hits} == {"early", "late"}
+        assert {h.doc_id for h in client.search("apples", k=5, mode=mode, as_of=as_of).hits} == {"early"}
+
+
+def test_delete_namespace(serve):
+    _, client = serve()
+    client.ingest([Document("tenant-a", f"a{i}", f"Tenant a writes about rivers, note {i}.") for i in range(3)])
+    client.ingest([Document("tenant-b", "b0", "Tenant b writes about rivers too.")])
+    client.ingest([Document("", "d0", "The default namespace has rivers.")])
+    deleted = client.retrieval.DeleteNamespace(pb.DeleteNamespaceRequest(namespace="tenant-a"))
+    assert deleted.deleted_document_count == 3 and deleted.removed_chunk_count >= 3
+    names = [n.name for n in client.retrieval.ListNamespaces(pb.ListNamespacesRequest(prefix="tenant-")).namespaces]
+    assert names == ["tenant-b"]
+    for call in (lambda: client.search("rivers", namespace="tenant-a"),
+                 lambda: client.retrieval.DeleteNamespace(pb.DeleteNamespaceRequest(namespace="tenant-a"))):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert [h.doc_id for h in client.search("rivers", namespace="tenant-b", k=5).hits] == ["b0"]
+    # Written again, it is a new, empty namespace.
+    client.ingest([Document("tenant-a", "new", "Tenant a is back, writing about rivers.")])
+    assert [h.doc_id for h in client.search("rivers", namespace="tenant-a", k=5).hits] == ["new"]
+    # The default namespace is emptied and still exists.
+    emptied = client.retrieval.DeleteNamespace(pb.DeleteNamespaceRequest(namespace="default"))
+    assert emptied.deleted_document_count == 1
+    assert client.search("rivers", k=5).hits == []

@@ -29,7 +29,7 @@ def test_async_client_twins_the_sync_one(start_server):
         async with AsyncRetrievalClient(target) as client:
             await client.wait_ready(30)
             summary = await client.ingest(_documents(), batch_size=5)  # an async iterable
-            assert summary.documents_added == 12 and summary.chunks_embedded > 0
+            assert summary.added_document_count == 12 and summary.embedded_chunk_count > 0
 
             result, filtered = await asyncio.gather(
                 client.search("bake bread dough oven", k=3, mode="hybrid"),
@@ -44,7 +44,7 @@ def test_async_client_twins_the_sync_one(start_server):
             doc = await client.get_document("kites", namespace="notes", include_chunks=True)
             assert (await client.get_chunk(doc.chunks[0].chunk_id)).doc_id == "kites"
             assert {n.name for n in (await client.info()).namespaces} == {"default", "notes"}
-            assert (await client.delete("kites", namespace="notes")).documents_deleted == 1
+            assert (await client.delete("kites", namespace="notes")).deleted_document_count == 1
             batch = await client.batch_search(["violins", "telescope"], k=1, mode="bm25")
             assert [r.hits[0].doc_id.split("-")[0] for r in batch] == ["music", "astronomy"]
 

@@ -28,8 +28,8 @@ def served(start_server):
 
 def test_ingest_summary_and_search_results_are_typed(served):
     client, summary = served
-    assert summary.documents_added == 12 and summary.documents_committed == 12
-    assert summary.chunks_embedded == summary.chunks_added > 0 and summary.rejected == ()
+    assert summary.added_document_count == 12 and summary.committed_document_count == 12
+    assert summary.embedded_chunk_count == summary.added_chunk_count > 0 and summary.rejected == ()
     assert isinstance(summary.index_generation, int) and summary.index_generation > 0
 
     result = client.search("bake bread dough oven", k=4, mode="hybrid")
@@ -91,7 +91,7 @@ def test_documents_as_dicts_get_and_delete(served):
          "source_uri": "https://example.org/kites"},
         Document("", "lighthouse", "Lighthouses warn ships about rocks.", source_updated_at=1_767_225_600.0),
     ], namespace="notes")
-    assert summary.documents_added == 2
+    assert summary.added_document_count == 2
 
     doc = client.get_document("kites", namespace="notes", include_chunks=True)
     assert (doc.namespace, doc.title, doc.metadata, doc.source_uri) == ("notes", "Kites", {"lang": "en"},
@@ -104,8 +104,8 @@ def test_documents_as_dicts_get_and_delete(served):
     assert lighthouse.source_updated_at == datetime(2026, 1, 1, tzinfo=timezone.utc) and lighthouse.chunks == ()
 
     deleted = client.delete(["kites", "never-there"], namespace="notes")
-    assert (deleted.documents_deleted, deleted.not_found) == (1, ("never-there",))
-    assert deleted.chunks_removed == doc.chunk_count
+    assert (deleted.deleted_document_count, deleted.not_found) == (1, ("never-there",))
+    assert deleted.removed_chunk_count == doc.chunk_count
     with pytest.raises(NotFound) as missing:
         client.get_document("kites", namespace="notes")
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND and "kites" in missing.value.details()
@@ -120,7 +120,22 @@ def test_info_namespaces_and_limits(served):
     assert (default.document_count, default.dense_vector_count) == (12, default.chunk_count)
     assert info.limits["limits.max_k"] >= 10 and info.models[0].role == "encoder"
     assert info.config is not None and "search" in info.config  # open server: every caller is admin
+    # A Struct holds numbers as doubles; the whole ones come back as the settings have them.
+    server = info.config["server"]
+    assert isinstance(server["max_message_bytes"], int) and server["max_message_bytes"] == 64 * 1024 * 1024
     assert info.dense_index.startswith("flat/")
+
+
+def test_counts_keep_their_names_before_0_2_0_for_one_release(served):
+    client, summary = served
+    with pytest.warns(DeprecationWarning, match=r"IngestSummary.documents_added is deprecated .* added_document_count"):
+        assert summary.documents_added == summary.added_document_count == 12
+    with pytest.warns(DeprecationWarning):
+        assert summary.documents_committed == summary.committed_document_count
+    assert "documents_added" not in dataclasses.asdict(summary)  # nor in the CLI's --json
+    deleted = client.delete("never-there")
+    with pytest.warns(DeprecationWarning, match="DeleteSummary.documents_deleted"):
+        assert deleted.documents_deleted == deleted.deleted_document_count == 0
 
 
 def test_query_sets_register_list_and_evaluate(served):
@@ -133,7 +148,7 @@ def test_query_sets_register_list_and_evaluate(served):
     assert listed["topics"].level == "document" and listed["topics"].last_evaluated_at is None
 
     result = client.evaluate("topics", ks=[1, 5], stages=["bm25", "dense"], include_per_query=True)
-    assert result.queries_evaluated == 2 and result.queries_skipped == 0
+    assert result.evaluated_query_count == 2 and result.skipped_query_count == 0
     assert [s.stage for s in result.stages] == ["bm25", "dense"]
     bm25 = result.stage("bm25")
     assert bm25.metrics["ndcg@5"] > 0.5 and set(bm25.metrics) >= {"recall@1", "precision@5", "map"}
@@ -151,7 +166,7 @@ def test_invalid_document_raises_invalid_argument_with_field_violations(served):
     assert [v.field for v in error.field_violations] == ["documents[1].doc_id"]
     assert error.retry_after_seconds is None and "doc_id" in error.message
     skipped = client.ingest_batch([{"doc_id": "", "text": "no id"}], on_invalid="skip")
-    assert skipped.documents_rejected == 1 and skipped.rejected[0].reason == "missing_field"
+    assert skipped.rejected_document_count == 1 and skipped.rejected[0].reason == "missing_field"
 
 
 def test_every_call_has_a_deadline(served):

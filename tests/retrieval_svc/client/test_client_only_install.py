@@ -33,8 +33,16 @@ with RetrievalClient(sys.argv[1]) as client:
     result = client.search("what lifts a kite into the air?", namespace="bare", k=2, filters={"lang": "en"})
 heavy = sorted(m for m in ("numpy", "torch", "pydantic", "yaml", "sentence_transformers", "faiss", "tqdm")
                if m in sys.modules)
-print(json.dumps({"added": summary.documents_added, "hits": [h.doc_id for h in result.hits],
-                  "lineage": result.hits[0].lineage.fused is not None, "heavy": heavy}))
+# The framework retrievers' shared part imports; each framework's module names its extra.
+import retrieval_svc.integrations
+extras = []
+for module in ("langchain", "llama_index", "langgraph"):
+    try:
+        __import__(f"retrieval_svc.integrations.{module}")
+    except ImportError as exc:
+        extras.append(str(exc).split(" (")[0])
+print(json.dumps({"added": summary.added_document_count, "hits": [h.doc_id for h in result.hits],
+                  "lineage": result.hits[0].lineage.fused is not None, "heavy": heavy, "extras": extras}))
 """
 
 
@@ -45,12 +53,13 @@ def _run(argv: list[str], timeout: float = 120, **kwargs) -> subprocess.Complete
 def test_importing_the_client_and_the_cli_loads_no_server_module():
     """Here, where the server's packages are installed too: nothing the client or the CLI
     imports at start pulls them in."""
-    probe = ("import sys, retrieval_svc.client, retrieval_svc.cli; "
+    probe = ("import sys, retrieval_svc.client, retrieval_svc.cli, retrieval_svc.integrations; "
              "print(sorted(m.split('.')[0] for m in sys.modules if m.split('.')[0] in {names!r}))")
     # Not grpc_health or grpc_reflection: `import grpc` itself imports those packages where they
     # are installed (its backward-compatibility shims), and they are small.
     heavy = {"numpy", "torch", "pydantic", "pydantic_settings", "yaml", "sentence_transformers", "faiss", "tqdm",
-             "matplotlib", "prometheus_client", "pymilvus", "opentelemetry"}
+             "matplotlib", "prometheus_client", "pymilvus", "opentelemetry", "langchain_core", "llama_index",
+             "langgraph", "onnxruntime", "onnxscript", "onnx", "Stemmer"}
     ran = _run([sys.executable, "-c", probe.format(names=heavy)], cwd=REPO)
     assert ran.returncode == 0 and ran.stdout.strip() == "[]", ran.stdout + ran.stderr
 
@@ -87,14 +96,17 @@ def test_client_only_install_talks_to_a_real_server(start_server, tmp_path):
     ran = _run([str(python), "-c", SCRIPT, target], cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     out = json.loads(ran.stdout)
-    assert out == {"added": 2, "hits": ["kites"], "lineage": True, "heavy": []}
+    assert out == {"added": 2, "hits": ["kites"], "lineage": True, "heavy": [], "extras": [
+        'LangChainRetriever needs langchain-core: pip install "retrieval-svc[langchain]"',
+        'LlamaIndexRetriever needs llama-index-core: pip install "retrieval-svc[llama-index]"',
+        'RetrievalStore needs langgraph: pip install "retrieval-svc[langgraph]"']}
 
     cli = str(venv / "bin" / "retrieval-svc")
     corpus = tmp_path / "notes.jsonl"
     corpus.write_text(json.dumps({"doc_id": "tides", "text": "The moon pulls the tides twice a day."}) + "\n")
     ingested = _run([cli, "ingest", str(corpus), "--namespace", "bare", "--json", "--target", target],
                     cwd=tmp_path)
-    assert ingested.returncode == 0 and json.loads(ingested.stdout)["documents_added"] == 1, ingested.stderr
+    assert ingested.returncode == 0 and json.loads(ingested.stdout)["added_document_count"] == 1, ingested.stderr
     assert "1 document: 1 committed (1 added, 0 updated, 0 unchanged)" in ingested.stderr
     found = _run([cli, "search", "why are there tides?", "--namespace", "bare", "--k", "1", "--json",
                   "--target", target], cwd=tmp_path)

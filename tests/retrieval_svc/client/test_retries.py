@@ -20,7 +20,7 @@ from retrieval_svc.api.retrieval.v1 import retrieval_pb2_grpc as rgrpc
 from retrieval_svc.client import (
     AsyncRetrievalClient, ResourceExhausted, RetrievalClient, Security, Unavailable,
 )
-from retrieval_svc.client._channel import RETRIED_METHODS, channel_options
+from retrieval_svc.client._channel import ALL_METHODS, RETRIED_METHODS, channel_options
 
 
 class Scripted(rgrpc.RetrievalServiceServicer):
@@ -51,12 +51,12 @@ class Scripted(rgrpc.RetrievalServiceServicer):
 
     def IngestBatch(self, request, context):
         self._attempt("IngestBatch", context)
-        return pb.IngestSummary(documents_added=len(request.documents))
+        return pb.IngestSummary(added_document_count=len(request.documents))
 
     def Ingest(self, request_iterator, context):
         documents = sum(len(r.documents) for r in request_iterator)
         self._attempt("Ingest", context)
-        return pb.IngestSummary(documents_added=documents)
+        return pb.IngestSummary(added_document_count=documents)
 
 
 @pytest.fixture
@@ -85,6 +85,9 @@ def test_service_config_names_the_retried_methods():
     assert ("retrieval.v1.RetrievalService", "IngestBatch") in names
     assert ("retrieval.v1.RetrievalService", "Ingest") not in names  # client-streaming: not retried
     assert len(names) == sum(len(methods) for _, methods in RETRIED_METHODS)
+    # The protos' idempotency_level decides (tests/test_protos.py): every RPC but Ingest.
+    every = {(service, method) for service, methods in ALL_METHODS for method in methods}
+    assert names == every - {("retrieval.v1.RetrievalService", "Ingest")}
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
     assert "grpc.service_config" not in dict(channel_options(Security(), max_attempts=1))
 
@@ -94,7 +97,7 @@ def test_unavailable_is_retried_for_reads_and_ingest_batch(scripted):
     with RetrievalClient(scripted(servicer)) as client:
         result = client.search("anything", request_id="r1")
         assert result.hits[0].lineage.bm25.rank == 1 and result.request_id == "r1"
-        assert client.ingest_batch([{"doc_id": "a", "text": "x"}]).documents_added == 1
+        assert client.ingest_batch([{"doc_id": "a", "text": "x"}]).added_document_count == 1
     assert servicer.attempts == {"Search": 3, "IngestBatch": 3}
 
 

@@ -26,17 +26,23 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from retrieval_svc.api.retrieval.v1 import retrieval_pb2 as retrieval_dot_v1_dot_retrieval__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dretrieval/v1/evaluation.proto\x12\x0cretrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cretrieval/v1/retrieval.proto\"1\n\tJudgement\x12\x11\n\ttarget_id\x18\x01 \x01(\t\x12\x11\n\trelevance\x18\x02 \x01(\x05\"[\n\x0cLabeledQuery\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12+\n\njudgements\x18\x03 \x03(\x0b\x32\x17.retrieval.v1.Judgement\"\x94\x01\n\x17RegisterQuerySetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12+\n\x05level\x18\x03 \x01(\x0e\x32\x1c.retrieval.v1.JudgementLevel\x12+\n\x07queries\x18\x04 \x03(\x0b\x32\x1a.retrieval.v1.LabeledQuery\"M\n\x18RegisterQuerySetResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07queries\x18\x02 \x01(\x05\x12\x12\n\njudgements\x18\x03 \x01(\x05\"\x16\n\x14ListQuerySetsRequest\"\xc8\x01\n\x0cQuerySetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12+\n\x05level\x18\x03 \x01(\x0e\x32\x1c.retrieval.v1.JudgementLevel\x12\x0f\n\x07queries\x18\x04 \x01(\x05\x12\x12\n\njudgements\x18\x05 \x01(\x05\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x35\n\x11last_evaluated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x15ListQuerySetsResponse\x12(\n\x04sets\x18\x01 \x03(\x0b\x32\x1a.retrieval.v1.QuerySetInfo\"\xd1\x01\n\x0f\x45valuateRequest\x12\x11\n\tquery_set\x18\x01 \x01(\t\x12\n\n\x02ks\x18\x02 \x03(\x05\x12\'\n\x06stages\x18\x03 \x03(\x0e\x32\x17.retrieval.v1.EvalStage\x12\x34\n\x0fsearch_template\x18\x04 \x01(\x0b\x32\x1b.retrieval.v1.SearchRequest\x12\r\n\x05\x64\x65pth\x18\x05 \x01(\x05\x12\x19\n\x11include_per_query\x18\x06 \x01(\x08\x12\x16\n\x0e\x65xport_metrics\x18\x07 \x01(\x08\"7\n\x0bMetricValue\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\r\n\x05value\x18\x03 \x01(\x01\"z\n\x0eLatencySummary\x12\x13\n\x0bp50_seconds\x18\x01 \x01(\x01\x12\x13\n\x0bp90_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bp99_seconds\x18\x03 \x01(\x01\x12\x14\n\x0cmean_seconds\x18\x04 \x01(\x01\x12\x13\n\x0bmax_seconds\x18\x05 \x01(\x01\"Q\n\x10StalenessSummary\x12\x13\n\x0bp50_seconds\x18\x01 \x01(\x01\x12\x13\n\x0bp90_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\x01\"\x8e\x02\n\x0bStageResult\x12&\n\x05stage\x18\x01 \x01(\x0e\x32\x17.retrieval.v1.EvalStage\x12*\n\x07metrics\x18\x02 \x03(\x0b\x32\x19.retrieval.v1.MetricValue\x12-\n\x07latency\x18\x03 \x01(\x0b\x32\x1c.retrieval.v1.LatencySummary\x12\x31\n\tstaleness\x18\x04 \x01(\x0b\x32\x1e.retrieval.v1.StalenessSummary\x12/\n\x0cmean_timings\x18\x05 \x03(\x0b\x32\x19.retrieval.v1.StageTiming\x12\x18\n\x10rerank_fallbacks\x18\x06 \x01(\x05\"\x9c\x01\n\x08QueryRow\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12&\n\x05stage\x18\x02 \x01(\x0e\x32\x17.retrieval.v1.EvalStage\x12*\n\x07metrics\x18\x03 \x03(\x0b\x32\x19.retrieval.v1.MetricValue\x12\x17\n\x0flatency_seconds\x18\x04 \x01(\x01\x12\x11\n\tretrieved\x18\x05 \x03(\t\"\xf9\x01\n\x10\x45valuateResponse\x12\x11\n\tquery_set\x18\x01 \x01(\t\x12\x19\n\x11queries_evaluated\x18\x02 \x01(\x05\x12\x17\n\x0fqueries_skipped\x18\x03 \x01(\x05\x12)\n\x06stages\x18\x04 \x03(\x0b\x32\x19.retrieval.v1.StageResult\x12)\n\tper_query\x18\x05 \x03(\x0b\x32\x16.retrieval.v1.QueryRow\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64uration_seconds\x18\x07 \x01(\x01*j\n\x0eJudgementLevel\x12\x1f\n\x1bJUDGEMENT_LEVEL_UNSPECIFIED\x10\x00\x12\x1c\n\x18JUDGEMENT_LEVEL_DOCUMENT\x10\x01\x12\x19\n\x15JUDGEMENT_LEVEL_CHUNK\x10\x02*\x81\x01\n\tEvalStage\x12\x1a\n\x16\x45VAL_STAGE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VAL_STAGE_DENSE\x10\x01\x12\x13\n\x0f\x45VAL_STAGE_BM25\x10\x02\x12\x14\n\x10\x45VAL_STAGE_FUSED\x10\x03\x12\x17\n\x13\x45VAL_STAGE_RERANKED\x10\x04\x32\x9b\x02\n\x11\x45valuationService\x12\x61\n\x10RegisterQuerySet\x12%.retrieval.v1.RegisterQuerySetRequest\x1a&.retrieval.v1.RegisterQuerySetResponse\x12X\n\rListQuerySets\x12\".retrieval.v1.ListQuerySetsRequest\x1a#.retrieval.v1.ListQuerySetsResponse\x12I\n\x08\x45valuate\x12\x1d.retrieval.v1.EvaluateRequest\x1a\x1e.retrieval.v1.EvaluateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dretrieval/v1/evaluation.proto\x12\x0cretrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cretrieval/v1/retrieval.proto\"1\n\tJudgement\x12\x11\n\ttarget_id\x18\x01 \x01(\t\x12\x11\n\trelevance\x18\x02 \x01(\x05\"[\n\x0cLabeledQuery\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12+\n\njudgements\x18\x03 \x03(\x0b\x32\x17.retrieval.v1.Judgement\"\x94\x01\n\x17RegisterQuerySetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12+\n\x05level\x18\x03 \x01(\x0e\x32\x1c.retrieval.v1.JudgementLevel\x12+\n\x07queries\x18\x04 \x03(\x0b\x32\x1a.retrieval.v1.LabeledQuery\"V\n\x18RegisterQuerySetResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bquery_count\x18\x02 \x01(\x05\x12\x17\n\x0fjudgement_count\x18\x03 \x01(\x05\"\x16\n\x14ListQuerySetsRequest\"\xd1\x01\n\x0cQuerySetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12+\n\x05level\x18\x03 \x01(\x0e\x32\x1c.retrieval.v1.JudgementLevel\x12\x13\n\x0bquery_count\x18\x04 \x01(\x05\x12\x17\n\x0fjudgement_count\x18\x05 \x01(\x05\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x35\n\x11last_evaluated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x15ListQuerySetsResponse\x12(\n\x04sets\x18\x01 \x03(\x0b\x32\x1a.retrieval.v1.QuerySetInfo\"\xd1\x01\n\x0f\x45valuateRequest\x12\x11\n\tquery_set\x18\x01 \x01(\t\x12\n\n\x02ks\x18\x02 \x03(\x05\x12\'\n\x06stages\x18\x03 \x03(\x0e\x32\x17.retrieval.v1.EvalStage\x12\x34\n\x0fsearch_template\x18\x04 \x01(\x0b\x32\x1b.retrieval.v1.SearchRequest\x12\r\n\x05\x64\x65pth\x18\x05 \x01(\x05\x12\x19\n\x11include_per_query\x18\x06 \x01(\x08\x12\x16\n\x0e\x65xport_metrics\x18\x07 \x01(\x08\"7\n\x0bMetricValue\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\r\n\x05value\x18\x03 \x01(\x01\"z\n\x0eLatencySummary\x12\x13\n\x0bp50_seconds\x18\x01 \x01(\x01\x12\x13\n\x0bp90_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bp99_seconds\x18\x03 \x01(\x01\x12\x14\n\x0cmean_seconds\x18\x04 \x01(\x01\x12\x13\n\x0bmax_seconds\x18\x05 \x01(\x01\"Q\n\x10StalenessSummary\x12\x13\n\x0bp50_seconds\x18\x01 \x01(\x01\x12\x13\n\x0bp90_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\x01\"\x93\x02\n\x0bStageResult\x12&\n\x05stage\x18\x01 \x01(\x0e\x32\x17.retrieval.v1.EvalStage\x12*\n\x07metrics\x18\x02 \x03(\x0b\x32\x19.retrieval.v1.MetricValue\x12-\n\x07latency\x18\x03 \x01(\x0b\x32\x1c.retrieval.v1.LatencySummary\x12\x31\n\tstaleness\x18\x04 \x01(\x0b\x32\x1e.retrieval.v1.StalenessSummary\x12/\n\x0cmean_timings\x18\x05 \x03(\x0b\x32\x19.retrieval.v1.StageTiming\x12\x1d\n\x15rerank_fallback_count\x18\x06 \x01(\x05\"\x9c\x01\n\x08QueryRow\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12&\n\x05stage\x18\x02 \x01(\x0e\x32\x17.retrieval.v1.EvalStage\x12*\n\x07metrics\x18\x03 \x03(\x0b\x32\x19.retrieval.v1.MetricValue\x12\x17\n\x0flatency_seconds\x18\x04 \x01(\x01\x12\x11\n\tretrieved\x18\x05 \x03(\t\"\x81\x02\n\x10\x45valuateResponse\x12\x11\n\tquery_set\x18\x01 \x01(\t\x12\x1d\n\x15\x65valuated_query_count\x18\x02 \x01(\x05\x12\x1b\n\x13skipped_query_count\x18\x03 \x01(\x05\x12)\n\x06stages\x18\x04 \x03(\x0b\x32\x19.retrieval.v1.StageResult\x12)\n\tper_query\x18\x05 \x03(\x0b\x32\x16.retrieval.v1.QueryRow\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64uration_seconds\x18\x07 \x01(\x01*j\n\x0eJudgementLevel\x12\x1f\n\x1bJUDGEMENT_LEVEL_UNSPECIFIED\x10\x00\x12\x1c\n\x18JUDGEMENT_LEVEL_DOCUMENT\x10\x01\x12\x19\n\x15JUDGEMENT_LEVEL_CHUNK\x10\x02*\x81\x01\n\tEvalStage\x12\x1a\n\x16\x45VAL_STAGE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VAL_STAGE_DENSE\x10\x01\x12\x13\n\x0f\x45VAL_STAGE_BM25\x10\x02\x12\x14\n\x10\x45VAL_STAGE_FUSED\x10\x03\x12\x17\n\x13\x45VAL_STAGE_RERANKED\x10\x04\x32\xaa\x02\n\x11\x45valuationService\x12\x66\n\x10RegisterQuerySet\x12%.retrieval.v1.RegisterQuerySetRequest\x1a&.retrieval.v1.RegisterQuerySetResponse\"\x03\x90\x02\x02\x12]\n\rListQuerySets\x12\".retrieval.v1.ListQuerySetsRequest\x1a#.retrieval.v1.ListQuerySetsResponse\"\x03\x90\x02\x01\x12N\n\x08\x45valuate\x12\x1d.retrieval.v1.EvaluateRequest\x1a\x1e.retrieval.v1.EvaluateResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'retrieval.v1.evaluation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JUDGEMENTLEVEL']._serialized_start=1938
-  _globals['_JUDGEMENTLEVEL']._serialized_end=2044
-  _globals['_EVALSTAGE']._serialized_start=2047
-  _globals['_EVALSTAGE']._serialized_end=2176
+  _globals['_EVALUATIONSERVICE'].methods_by_name['RegisterQuerySet']._loaded_options = None
+  _globals['_EVALUATIONSERVICE'].methods_by_name['RegisterQuerySet']._serialized_options = b'\220\002\002'
+  _globals['_EVALUATIONSERVICE'].methods_by_name['ListQuerySets']._loaded_options = None
+  _globals['_EVALUATIONSERVICE'].methods_by_name['ListQuerySets']._serialized_options = b'\220\002\001'
+  _globals['_EVALUATIONSERVICE'].methods_by_name['Evaluate']._loaded_options = None
+  _globals['_EVALUATIONSERVICE'].methods_by_name['Evaluate']._serialized_options = b'\220\002\002'
+  _globals['_JUDGEMENTLEVEL']._serialized_start=1969
+  _globals['_JUDGEMENTLEVEL']._serialized_end=2075
+  _globals['_EVALSTAGE']._serialized_start=2078
+  _globals['_EVALSTAGE']._serialized_end=2207
   _globals['_JUDGEMENT']._serialized_start=110
   _globals['_JUDGEMENT']._serialized_end=159
   _globals['_LABELEDQUERY']._serialized_start=161
@@ -44,27 +50,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERQUERYSETREQUEST']._serialized_start=255
   _globals['_REGISTERQUERYSETREQUEST']._serialized_end=403
   _globals['_REGISTERQUERYSETRESPONSE']._serialized_start=405
-  _globals['_REGISTERQUERYSETRESPONSE']._serialized_end=482
-  _globals['_LISTQUERYSETSREQUEST']._serialized_start=484
-  _globals['_LISTQUERYSETSREQUEST']._serialized_end=506
-  _globals['_QUERYSETINFO']._serialized_start=509
-  _globals['_QUERYSETINFO']._serialized_end=709
-  _globals['_LISTQUERYSETSRESPONSE']._serialized_start=711
-  _globals['_LISTQUERYSETSRESPONSE']._serialized_end=776
-  _globals['_EVALUATEREQUEST']._serialized_start=779
-  _globals['_EVALUATEREQUEST']._serialized_end=988
-  _globals['_METRICVALUE']._serialized_start=990
-  _globals['_METRICVALUE']._serialized_end=1045
-  _globals['_LATENCYSUMMARY']._serialized_start=1047
-  _globals['_LATENCYSUMMARY']._serialized_end=1169
-  _globals['_STALENESSSUMMARY']._serialized_start=1171
-  _globals['_STALENESSSUMMARY']._serialized_end=1252
-  _globals['_STAGERESULT']._serialized_start=1255
-  _globals['_STAGERESULT']._serialized_end=1525
-  _globals['_QUERYROW']._serialized_start=1528
-  _globals['_QUERYROW']._serialized_end=1684
-  _globals['_EVALUATERESPONSE']._serialized_start=1687
-  _globals['_EVALUATERESPONSE']._serialized_end=1936
-  _globals['_EVALUATIONSERVICE']._serialized_start=2179
-  _globals['_EVALUATIONSERVICE']._serialized_end=2462
+  _globals['_REGISTERQUERYSETRESPONSE']._serialized_end=491
+  _globals['_LISTQUERYSETSREQUEST']._serialized_start=493
+  _globals['_LISTQUERYSETSREQUEST']._serialized_end=515
+  _globals['_QUERYSETINFO']._serialized_start=518
+  _globals['_QUERYSETINFO']._serialized_end=727
+  _globals['_LISTQUERYSETSRESPONSE']._serialized_start=729
+  _globals['_LISTQUERYSETSRESPONSE']._serialized_end=794
+  _globals['_EVALUATEREQUEST']._serialized_start=797
+  _globals['_EVALUATEREQUEST']._serialized_end=1006
+  _globals['_METRICVALUE']._serialized_start=1008
+  _globals['_METRICVALUE']._serialized_end=1063
+  _globals['_LATENCYSUMMARY']._serialized_start=1065
+  _globals['_LATENCYSUMMARY']._serialized_end=1187
+  _globals['_STALENESSSUMMARY']._serialized_start=1189
+  _globals['_STALENESSSUMMARY']._serialized_end=1270
+  _globals['_STAGERESULT']._serialized_start=1273
+  _globals['_STAGERESULT']._serialized_end=1548
+  _globals['_QUERYROW']._serialized_start=1551
+  _globals['_QUERYROW']._serialized_end=1707
+  _globals['_EVALUATERESPONSE']._serialized_start=1710
+  _globals['_EVALUATERESPONSE']._serialized_end=1967
+  _globals['_EVALUATIONSERVICE']._serialized_start=2210
+  _globals['_EVALUATIONSERVICE']._serialized_end=2508
 # @@protoc_insertion_point(module_scope)

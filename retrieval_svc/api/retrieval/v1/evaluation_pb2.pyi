@@ -64,36 +64,36 @@ class RegisterQuerySetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., level: _Optional[_Union[JudgementLevel, str]] = ..., queries: _Optional[_Iterable[_Union[LabeledQuery, _Mapping]]] = ...) -> None: ...
 
 class RegisterQuerySetResponse(_message.Message):
-    __slots__ = ("name", "queries", "judgements")
+    __slots__ = ("name", "query_count", "judgement_count")
     NAME_FIELD_NUMBER: _ClassVar[int]
-    QUERIES_FIELD_NUMBER: _ClassVar[int]
-    JUDGEMENTS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    JUDGEMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     name: str
-    queries: int
-    judgements: int
-    def __init__(self, name: _Optional[str] = ..., queries: _Optional[int] = ..., judgements: _Optional[int] = ...) -> None: ...
+    query_count: int
+    judgement_count: int
+    def __init__(self, name: _Optional[str] = ..., query_count: _Optional[int] = ..., judgement_count: _Optional[int] = ...) -> None: ...
 
 class ListQuerySetsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class QuerySetInfo(_message.Message):
-    __slots__ = ("name", "namespace", "level", "queries", "judgements", "source", "last_evaluated_at")
+    __slots__ = ("name", "namespace", "level", "query_count", "judgement_count", "source", "last_evaluated_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
-    QUERIES_FIELD_NUMBER: _ClassVar[int]
-    JUDGEMENTS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    JUDGEMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     LAST_EVALUATED_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     level: JudgementLevel
-    queries: int
-    judgements: int
+    query_count: int
+    judgement_count: int
     source: str
     last_evaluated_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., level: _Optional[_Union[JudgementLevel, str]] = ..., queries: _Optional[int] = ..., judgements: _Optional[int] = ..., source: _Optional[str] = ..., last_evaluated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., level: _Optional[_Union[JudgementLevel, str]] = ..., query_count: _Optional[int] = ..., judgement_count: _Optional[int] = ..., source: _Optional[str] = ..., last_evaluated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListQuerySetsResponse(_message.Message):
     __slots__ = ("sets",)
@@ -154,20 +154,20 @@ class StalenessSummary(_message.Message):
     def __init__(self, p50_seconds: _Optional[float] = ..., p90_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ...) -> None: ...
 
 class StageResult(_message.Message):
-    __slots__ = ("stage", "metrics", "latency", "staleness", "mean_timings", "rerank_fallbacks")
+    __slots__ = ("stage", "metrics", "latency", "staleness", "mean_timings", "rerank_fallback_count")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     STALENESS_FIELD_NUMBER: _ClassVar[int]
     MEAN_TIMINGS_FIELD_NUMBER: _ClassVar[int]
-    RERANK_FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FALLBACK_COUNT_FIELD_NUMBER: _ClassVar[int]
     stage: EvalStage
     metrics: _containers.RepeatedCompositeFieldContainer[MetricValue]
     latency: LatencySummary
     staleness: StalenessSummary
     mean_timings: _containers.RepeatedCompositeFieldContainer[_retrieval_pb2.StageTiming]
-    rerank_fallbacks: int
-    def __init__(self, stage: _Optional[_Union[EvalStage, str]] = ..., metrics: _Optional[_Iterable[_Union[MetricValue, _Mapping]]] = ..., latency: _Optional[_Union[LatencySummary, _Mapping]] = ..., staleness: _Optional[_Union[StalenessSummary, _Mapping]] = ..., mean_timings: _Optional[_Iterable[_Union[_retrieval_pb2.StageTiming, _Mapping]]] = ..., rerank_fallbacks: _Optional[int] = ...) -> None: ...
+    rerank_fallback_count: int
+    def __init__(self, stage: _Optional[_Union[EvalStage, str]] = ..., metrics: _Optional[_Iterable[_Union[MetricValue, _Mapping]]] = ..., latency: _Optional[_Union[LatencySummary, _Mapping]] = ..., staleness: _Optional[_Union[StalenessSummary, _Mapping]] = ..., mean_timings: _Optional[_Iterable[_Union[_retrieval_pb2.StageTiming, _Mapping]]] = ..., rerank_fallback_count: _Optional[int] = ...) -> None: ...
 
 class QueryRow(_message.Message):
     __slots__ = ("query_id", "stage", "metrics", "latency_seconds", "retrieved")
@@ -184,19 +184,19 @@ class QueryRow(_message.Message):
     def __init__(self, query_id: _Optional[str] = ..., stage: _Optional[_Union[EvalStage, str]] = ..., metrics: _Optional[_Iterable[_Union[MetricValue, _Mapping]]] = ..., latency_seconds: _Optional[float] = ..., retrieved: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EvaluateResponse(_message.Message):
-    __slots__ = ("query_set", "queries_evaluated", "queries_skipped", "stages", "per_query", "started_at", "duration_seconds")
+    __slots__ = ("query_set", "evaluated_query_count", "skipped_query_count", "stages", "per_query", "started_at", "duration_seconds")
     QUERY_SET_FIELD_NUMBER: _ClassVar[int]
-    QUERIES_EVALUATED_FIELD_NUMBER: _ClassVar[int]
-    QUERIES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    EVALUATED_QUERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_QUERY_COUNT_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     PER_QUERY_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     query_set: str
-    queries_evaluated: int
-    queries_skipped: int
+    evaluated_query_count: int
+    skipped_query_count: int
     stages: _containers.RepeatedCompositeFieldContainer[StageResult]
     per_query: _containers.RepeatedCompositeFieldContainer[QueryRow]
     started_at: _timestamp_pb2.Timestamp
     duration_seconds: float
-    def __init__(self, query_set: _Optional[str] = ..., queries_evaluated: _Optional[int] = ..., queries_skipped: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[StageResult, _Mapping]]] = ..., per_query: _Optional[_Iterable[_Union[QueryRow, _Mapping]]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, query_set: _Optional[str] = ..., evaluated_query_count: _Optional[int] = ..., skipped_query_count: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[StageResult, _Mapping]]] = ..., per_query: _Optional[_Iterable[_Union[QueryRow, _Mapping]]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_seconds: _Optional[float] = ...) -> None: ...

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -53,7 +54,7 @@ FUSION_METHOD_MINMAX: FusionMethod
 FUSION_METHOD_ZSCORE: FusionMethod
 
 class Document(_message.Message):
-    __slots__ = ("namespace", "doc_id", "title", "text", "metadata", "source_updated_at", "source_uri")
+    __slots__ = ("namespace", "doc_id", "title", "text", "metadata", "source_updated_at", "source_uri", "expires_at", "ttl_seconds")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +69,8 @@ class Document(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SOURCE_UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     doc_id: str
     title: str
@@ -75,7 +78,9 @@ class Document(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     source_updated_at: _timestamp_pb2.Timestamp
     source_uri: str
-    def __init__(self, namespace: _Optional[str] = ..., doc_id: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_uri: _Optional[str] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    ttl_seconds: float
+    def __init__(self, namespace: _Optional[str] = ..., doc_id: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_uri: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ("documents", "on_invalid")
@@ -100,28 +105,28 @@ class RejectedDocument(_message.Message):
     def __init__(self, index: _Optional[int] = ..., doc_id: _Optional[str] = ..., field: _Optional[str] = ..., reason: _Optional[_Union[RejectionReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class IngestSummary(_message.Message):
-    __slots__ = ("documents_added", "documents_updated", "documents_unchanged", "chunks_added", "chunks_unchanged", "chunks_removed", "chunks_embedded", "index_generation", "documents_rejected", "rejected")
-    DOCUMENTS_ADDED_FIELD_NUMBER: _ClassVar[int]
-    DOCUMENTS_UPDATED_FIELD_NUMBER: _ClassVar[int]
-    DOCUMENTS_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
-    CHUNKS_ADDED_FIELD_NUMBER: _ClassVar[int]
-    CHUNKS_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
-    CHUNKS_REMOVED_FIELD_NUMBER: _ClassVar[int]
-    CHUNKS_EMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("added_document_count", "updated_document_count", "unchanged_document_count", "added_chunk_count", "unchanged_chunk_count", "removed_chunk_count", "embedded_chunk_count", "index_generation", "rejected_document_count", "rejected")
+    ADDED_DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ADDED_CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDED_CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     INDEX_GENERATION_FIELD_NUMBER: _ClassVar[int]
-    DOCUMENTS_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
-    documents_added: int
-    documents_updated: int
-    documents_unchanged: int
-    chunks_added: int
-    chunks_unchanged: int
-    chunks_removed: int
-    chunks_embedded: int
+    added_document_count: int
+    updated_document_count: int
+    unchanged_document_count: int
+    added_chunk_count: int
+    unchanged_chunk_count: int
+    removed_chunk_count: int
+    embedded_chunk_count: int
     index_generation: int
-    documents_rejected: int
+    rejected_document_count: int
     rejected: _containers.RepeatedCompositeFieldContainer[RejectedDocument]
-    def __init__(self, documents_added: _Optional[int] = ..., documents_updated: _Optional[int] = ..., documents_unchanged: _Optional[int] = ..., chunks_added: _Optional[int] = ..., chunks_unchanged: _Optional[int] = ..., chunks_removed: _Optional[int] = ..., chunks_embedded: _Optional[int] = ..., index_generation: _Optional[int] = ..., documents_rejected: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedDocument, _Mapping]]] = ...) -> None: ...
+    def __init__(self, added_document_count: _Optional[int] = ..., updated_document_count: _Optional[int] = ..., unchanged_document_count: _Optional[int] = ..., added_chunk_count: _Optional[int] = ..., unchanged_chunk_count: _Optional[int] = ..., removed_chunk_count: _Optional[int] = ..., embedded_chunk_count: _Optional[int] = ..., index_generation: _Optional[int] = ..., rejected_document_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedDocument, _Mapping]]] = ...) -> None: ...
 
 class DeleteDocumentsRequest(_message.Message):
     __slots__ = ("namespace", "doc_ids")
@@ -132,16 +137,16 @@ class DeleteDocumentsRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., doc_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteDocumentsResponse(_message.Message):
-    __slots__ = ("documents_deleted", "chunks_removed", "not_found", "index_generation")
-    DOCUMENTS_DELETED_FIELD_NUMBER: _ClassVar[int]
-    CHUNKS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("deleted_document_count", "removed_chunk_count", "not_found", "index_generation")
+    DELETED_DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
     INDEX_GENERATION_FIELD_NUMBER: _ClassVar[int]
-    documents_deleted: int
-    chunks_removed: int
+    deleted_document_count: int
+    removed_chunk_count: int
     not_found: _containers.RepeatedScalarFieldContainer[str]
     index_generation: int
-    def __init__(self, documents_deleted: _Optional[int] = ..., chunks_removed: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ..., index_generation: _Optional[int] = ...) -> None: ...
+    def __init__(self, deleted_document_count: _Optional[int] = ..., removed_chunk_count: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ..., index_generation: _Optional[int] = ...) -> None: ...
 
 class FilterClause(_message.Message):
     __slots__ = ("key", "any_of")
@@ -160,7 +165,7 @@ class RecencyDecay(_message.Message):
     def __init__(self, half_life_seconds: _Optional[float] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "namespace", "k", "mode", "rerank", "dense_candidates", "bm25_candidates", "rerank_top_n", "fusion", "rrf_k", "dense_weight", "bm25_weight", "filters", "max_age_seconds", "recency", "request_id")
+    __slots__ = ("query", "namespace", "k", "mode", "rerank", "dense_candidates", "bm25_candidates", "rerank_top_n", "fusion", "rrf_k", "dense_weight", "bm25_weight", "filters", "max_age_seconds", "recency", "request_id", "as_of", "refresh_ttl")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +182,8 @@ class SearchRequest(_message.Message):
     MAX_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RECENCY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TTL_FIELD_NUMBER: _ClassVar[int]
     query: str
     namespace: str
     k: int
@@ -193,7 +200,9 @@ class SearchRequest(_message.Message):
     max_age_seconds: float
     recency: RecencyDecay
     request_id: str
-    def __init__(self, query: _Optional[str] = ..., namespace: _Optional[str] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., rerank: _Optional[bool] = ..., dense_candidates: _Optional[int] = ..., bm25_candidates: _Optional[int] = ..., rerank_top_n: _Optional[int] = ..., fusion: _Optional[_Union[FusionMethod, str]] = ..., rrf_k: _Optional[float] = ..., dense_weight: _Optional[float] = ..., bm25_weight: _Optional[float] = ..., filters: _Optional[_Iterable[_Union[FilterClause, _Mapping]]] = ..., max_age_seconds: _Optional[float] = ..., recency: _Optional[_Union[RecencyDecay, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    as_of: _timestamp_pb2.Timestamp
+    refresh_ttl: bool
+    def __init__(self, query: _Optional[str] = ..., namespace: _Optional[str] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., rerank: _Optional[bool] = ..., dense_candidates: _Optional[int] = ..., bm25_candidates: _Optional[int] = ..., rerank_top_n: _Optional[int] = ..., fusion: _Optional[_Union[FusionMethod, str]] = ..., rrf_k: _Optional[float] = ..., dense_weight: _Optional[float] = ..., bm25_weight: _Optional[float] = ..., filters: _Optional[_Iterable[_Union[FilterClause, _Mapping]]] = ..., max_age_seconds: _Optional[float] = ..., recency: _Optional[_Union[RecencyDecay, _Mapping]] = ..., request_id: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refresh_ttl: _Optional[bool] = ...) -> None: ...
 
 class StageScore(_message.Message):
     __slots__ = ("rank", "score")
@@ -204,7 +213,7 @@ class StageScore(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("chunk_id", "doc_id", "namespace", "title", "text", "start_char", "end_char", "ordinal", "score", "rank", "metadata", "source_uri", "source_updated_at", "first_indexed_at", "last_verified_at", "dense", "bm25", "fused", "rerank", "staleness_seconds")
+    __slots__ = ("chunk_id", "doc_id", "namespace", "title", "text", "start_char", "end_char", "ordinal", "score", "rank", "metadata", "source_uri", "source_updated_at", "first_indexed_at", "last_verified_at", "dense", "bm25", "fused", "rerank", "staleness_seconds", "expires_at")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +241,7 @@ class Hit(_message.Message):
     FUSED_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
     STALENESS_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     doc_id: str
     namespace: str
@@ -252,7 +262,8 @@ class Hit(_message.Message):
     fused: StageScore
     rerank: StageScore
     staleness_seconds: float
-    def __init__(self, chunk_id: _Optional[str] = ..., doc_id: _Optional[str] = ..., namespace: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., start_char: _Optional[int] = ..., end_char: _Optional[int] = ..., ordinal: _Optional[int] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_uri: _Optional[str] = ..., source_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dense: _Optional[_Union[StageScore, _Mapping]] = ..., bm25: _Optional[_Union[StageScore, _Mapping]] = ..., fused: _Optional[_Union[StageScore, _Mapping]] = ..., rerank: _Optional[_Union[StageScore, _Mapping]] = ..., staleness_seconds: _Optional[float] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, chunk_id: _Optional[str] = ..., doc_id: _Optional[str] = ..., namespace: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., start_char: _Optional[int] = ..., end_char: _Optional[int] = ..., ordinal: _Optional[int] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_uri: _Optional[str] = ..., source_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dense: _Optional[_Union[StageScore, _Mapping]] = ..., bm25: _Optional[_Union[StageScore, _Mapping]] = ..., fused: _Optional[_Union[StageScore, _Mapping]] = ..., rerank: _Optional[_Union[StageScore, _Mapping]] = ..., staleness_seconds: _Optional[float] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StageTiming(_message.Message):
     __slots__ = ("stage", "seconds")
@@ -277,7 +288,7 @@ class ModelIdentity(_message.Message):
     def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., revision: _Optional[str] = ..., dimension: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "request_id", "mode", "fusion", "reranked", "rerank_fallback", "rerank_fallback_reason", "timings", "models", "index_generation")
+    __slots__ = ("hits", "request_id", "mode", "fusion", "reranked", "rerank_fallback", "rerank_fallback_reason", "timings", "models", "index_generation", "query_token_count")
     HITS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -288,6 +299,7 @@ class SearchResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     INDEX_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    QUERY_TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     request_id: str
     mode: SearchMode
@@ -298,7 +310,8 @@ class SearchResponse(_message.Message):
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
     models: _containers.RepeatedCompositeFieldContainer[ModelIdentity]
     index_generation: int
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., request_id: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[FusionMethod, str]] = ..., reranked: _Optional[bool] = ..., rerank_fallback: _Optional[bool] = ..., rerank_fallback_reason: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelIdentity, _Mapping]]] = ..., index_generation: _Optional[int] = ...) -> None: ...
+    query_token_count: int
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., request_id: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[FusionMethod, str]] = ..., reranked: _Optional[bool] = ..., rerank_fallback: _Optional[bool] = ..., rerank_fallback_reason: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelIdentity, _Mapping]]] = ..., index_generation: _Optional[int] = ..., query_token_count: _Optional[int] = ...) -> None: ...
 
 class BatchSearchRequest(_message.Message):
     __slots__ = ("queries",)
@@ -345,14 +358,16 @@ class Chunk(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., namespace: _Optional[str] = ..., doc_id: _Optional[str] = ..., ordinal: _Optional[int] = ..., text: _Optional[str] = ..., start_char: _Optional[int] = ..., end_char: _Optional[int] = ..., token_count: _Optional[int] = ..., source_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetDocumentRequest(_message.Message):
-    __slots__ = ("namespace", "doc_id", "include_chunks")
+    __slots__ = ("namespace", "doc_id", "include_chunks", "refresh_ttl")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TTL_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     doc_id: str
     include_chunks: bool
-    def __init__(self, namespace: _Optional[str] = ..., doc_id: _Optional[str] = ..., include_chunks: _Optional[bool] = ...) -> None: ...
+    refresh_ttl: bool
+    def __init__(self, namespace: _Optional[str] = ..., doc_id: _Optional[str] = ..., include_chunks: _Optional[bool] = ..., refresh_ttl: _Optional[bool] = ...) -> None: ...
 
 class GetDocumentResponse(_message.Message):
     __slots__ = ("document", "chunks", "chunk_count", "first_indexed_at", "last_verified_at", "content_hash")
@@ -375,23 +390,23 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NamespaceInfo(_message.Message):
-    __slots__ = ("name", "documents", "chunks", "dense_vectors", "bm25_chunks", "oldest_chunk_age_seconds")
+    __slots__ = ("name", "document_count", "chunk_count", "dense_vector_count", "bm25_chunk_count", "oldest_chunk_age_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
-    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
-    CHUNKS_FIELD_NUMBER: _ClassVar[int]
-    DENSE_VECTORS_FIELD_NUMBER: _ClassVar[int]
-    BM25_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DENSE_VECTOR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BM25_CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     OLDEST_CHUNK_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
-    documents: int
-    chunks: int
-    dense_vectors: int
-    bm25_chunks: int
+    document_count: int
+    chunk_count: int
+    dense_vector_count: int
+    bm25_chunk_count: int
     oldest_chunk_age_seconds: float
-    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., dense_vectors: _Optional[int] = ..., bm25_chunks: _Optional[int] = ..., oldest_chunk_age_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., document_count: _Optional[int] = ..., chunk_count: _Optional[int] = ..., dense_vector_count: _Optional[int] = ..., bm25_chunk_count: _Optional[int] = ..., oldest_chunk_age_seconds: _Optional[float] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("version", "models", "namespaces", "index_generation", "dense_index", "config_json", "limits")
+    __slots__ = ("version", "models", "namespaces", "index_generation", "dense_index", "config_json", "limits", "config")
     class LimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -406,6 +421,7 @@ class InfoResponse(_message.Message):
     DENSE_INDEX_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
     version: str
     models: _containers.RepeatedCompositeFieldContainer[ModelIdentity]
     namespaces: _containers.RepeatedCompositeFieldContainer[NamespaceInfo]
@@ -413,4 +429,33 @@ class InfoResponse(_message.Message):
     dense_index: str
     config_json: str
     limits: _containers.ScalarMap[str, float]
-    def __init__(self, version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelIdentity, _Mapping]]] = ..., namespaces: _Optional[_Iterable[_Union[NamespaceInfo, _Mapping]]] = ..., index_generation: _Optional[int] = ..., dense_index: _Optional[str] = ..., config_json: _Optional[str] = ..., limits: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    config: _struct_pb2.Struct
+    def __init__(self, version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelIdentity, _Mapping]]] = ..., namespaces: _Optional[_Iterable[_Union[NamespaceInfo, _Mapping]]] = ..., index_generation: _Optional[int] = ..., dense_index: _Optional[str] = ..., config_json: _Optional[str] = ..., limits: _Optional[_Mapping[str, float]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ListNamespacesRequest(_message.Message):
+    __slots__ = ("prefix",)
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    def __init__(self, prefix: _Optional[str] = ...) -> None: ...
+
+class ListNamespacesResponse(_message.Message):
+    __slots__ = ("namespaces",)
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    namespaces: _containers.RepeatedCompositeFieldContainer[NamespaceInfo]
+    def __init__(self, namespaces: _Optional[_Iterable[_Union[NamespaceInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteNamespaceRequest(_message.Message):
+    __slots__ = ("namespace",)
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    def __init__(self, namespace: _Optional[str] = ...) -> None: ...
+
+class DeleteNamespaceResponse(_message.Message):
+    __slots__ = ("deleted_document_count", "removed_chunk_count", "index_generation")
+    DELETED_DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INDEX_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    deleted_document_count: int
+    removed_chunk_count: int
+    index_generation: int
+    def __init__(self, deleted_document_count: _Optional[int] = ..., removed_chunk_count: _Optional[int] = ..., index_generation: _Optional[int] = ...) -> None: ...

@@ -76,6 +76,16 @@ class RetrievalServiceStub:
                 request_serializer=retrieval_dot_v1_dot_retrieval__pb2.InfoRequest.SerializeToString,
                 response_deserializer=retrieval_dot_v1_dot_retrieval__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.ListNamespaces = channel.unary_unary(
+                '/retrieval.v1.RetrievalService/ListNamespaces',
+                request_serializer=retrieval_dot_v1_dot_retrieval__pb2.ListNamespacesRequest.SerializeToString,
+                response_deserializer=retrieval_dot_v1_dot_retrieval__pb2.ListNamespacesResponse.FromString,
+                _registered_method=True)
+        self.DeleteNamespace = channel.unary_unary(
+                '/retrieval.v1.RetrievalService/DeleteNamespace',
+                request_serializer=retrieval_dot_v1_dot_retrieval__pb2.DeleteNamespaceRequest.SerializeToString,
+                response_deserializer=retrieval_dot_v1_dot_retrieval__pb2.DeleteNamespaceResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -112,6 +122,10 @@ class RetrievalServiceServicer:
         PERMISSION_DENIED the key has no write role on a document's namespace;
         the status names it (for a stream, also the message;
         the messages before it stay committed).
+        Lint: IngestBatch, the unary twin, shares IngestRequest and IngestSummary
+        so that the two cannot drift apart; both names shipped in 0.1.0.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +136,10 @@ class RetrievalServiceServicer:
         its valid documents; on Milvus document by document, as Ingest says).
         Re-sending a batch is safe: unchanged documents embed nothing. Errors: as
         Ingest; on any error before the commit nothing of this batch is committed.
+        Lint: Ingest's own messages, as Ingest says.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +196,9 @@ class RetrievalServiceServicer:
         """Returns one chunk. Errors: INVALID_ARGUMENT (empty chunk_id),
         NOT_FOUND (no such chunk, or one in a namespace the key has no read role
         on: the two are not told apart), UNAUTHENTICATED (no valid API key).
+        Lint: returns the Chunk resource itself, as Get methods do (Google
+        AIP-131); shipped in 0.1.0.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,8 +218,29 @@ class RetrievalServiceServicer:
         """Describes the server: models, namespaces with their counts and index
         sizes, the index generation, the effective configuration and every
         input limit. With API keys: only the namespaces the key holds a role on,
-        and config_json only for an admin of every namespace (`admin:*`).
+        and the configuration only for an admin of every namespace (`admin:*`).
         Errors: UNAUTHENTICATED (no valid API key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNamespaces(self, request, context):
+        """Lists namespaces with their counts, by name (with API keys: only those the
+        key holds a role on). Errors: INVALID_ARGUMENT (prefix longer than 128
+        characters), UNAUTHENTICATED (no valid API key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNamespace(self, request, context):
+        """Deletes a namespace: every document and chunk in it, from every index.
+        The "default" namespace is emptied but keeps existing. Deleting again is
+        NOT_FOUND, which a retrying caller may take as done.
+        Errors: INVALID_ARGUMENT (malformed namespace), NOT_FOUND (no such
+        namespace), UNAUTHENTICATED (no valid API key), PERMISSION_DENIED (no
+        write role on the namespace).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -246,6 +288,16 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=retrieval_dot_v1_dot_retrieval__pb2.InfoRequest.FromString,
                     response_serializer=retrieval_dot_v1_dot_retrieval__pb2.InfoResponse.SerializeToString,
+            ),
+            'ListNamespaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNamespaces,
+                    request_deserializer=retrieval_dot_v1_dot_retrieval__pb2.ListNamespacesRequest.FromString,
+                    response_serializer=retrieval_dot_v1_dot_retrieval__pb2.ListNamespacesResponse.SerializeToString,
+            ),
+            'DeleteNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNamespace,
+                    request_deserializer=retrieval_dot_v1_dot_retrieval__pb2.DeleteNamespaceRequest.FromString,
+                    response_serializer=retrieval_dot_v1_dot_retrieval__pb2.DeleteNamespaceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -466,6 +518,60 @@ class RetrievalService:
             '/retrieval.v1.RetrievalService/Info',
             retrieval_dot_v1_dot_retrieval__pb2.InfoRequest.SerializeToString,
             retrieval_dot_v1_dot_retrieval__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNamespaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retrieval.v1.RetrievalService/ListNamespaces',
+            retrieval_dot_v1_dot_retrieval__pb2.ListNamespacesRequest.SerializeToString,
+            retrieval_dot_v1_dot_retrieval__pb2.ListNamespacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retrieval.v1.RetrievalService/DeleteNamespace',
+            retrieval_dot_v1_dot_retrieval__pb2.DeleteNamespaceRequest.SerializeToString,
+            retrieval_dot_v1_dot_retrieval__pb2.DeleteNamespaceResponse.FromString,
             options,
             channel_credentials,
             insecure,
