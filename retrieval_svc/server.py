@@ -97,10 +97,11 @@ def _check_decoded(request: Any, what: str = "request") -> None:
 # --- conversions ---------------------------------------------------------------
 
 
-def _source_time(ts) -> float:
-    """A Timestamp as POSIX seconds; NaN for one outside the API's range (year 1970..9999,
-    nanos 0..999,999,999), which document validation rejects naming the field."""
-    if not 0 <= ts.nanos <= 999_999_999 or not 0 <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
+def _instant(ts, earliest: int = MIN_TIMESTAMP_SECONDS) -> float:
+    """A Timestamp as POSIX seconds; NaN for one outside [earliest, year 9999] or with nanos
+    outside 0..999,999,999, which validation rejects naming the field (source times start
+    in 1970: earliest=0)."""
+    if not 0 <= ts.nanos <= 999_999_999 or not earliest <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
         return math.nan
     return ts.seconds + ts.nanos / 1e9
 
@@ -114,18 +115,12 @@ def document_from_pb(d: pb.Document) -> Document:
     return Document(
         namespace=d.namespace, doc_id=d.doc_id, text=d.text, title=d.title,
         metadata=dict(d.metadata),
-        source_updated_at=_source_time(d.source_updated_at) if d.HasField("source_updated_at") else None,
+        source_updated_at=_instant(d.source_updated_at, earliest=0) if d.HasField("source_updated_at") else None,
         source_uri=d.source_uri,
         expires_at=_instant(d.expires_at) if d.HasField("expires_at") else None,
         ttl_seconds=d.ttl_seconds if d.ttl_seconds else None,
     )
 
-
-def _instant(ts) -> float:
-    """A Timestamp as POSIX seconds; NaN outside Timestamp's range (validation names the field)."""
-    if not 0 <= ts.nanos <= 999_999_999 or not MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
-        return math.nan
-    return ts.seconds + ts.nanos / 1e9
 
 
 def options_from_pb(r: pb.SearchRequest) -> SearchOptions:
