@@ -74,6 +74,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TRANSFORMERS_OFFLINE=1 \
     HF_HOME=/tmp/huggingface \
     MPLCONFIGDIR=/tmp/matplotlib \
+    NUMBA_CACHE_DIR=/tmp/numba \
     RETRIEVAL_SVC_SERVER__HOST=0.0.0.0 \
     RETRIEVAL_SVC_SERVER__PORT=50051 \
     RETRIEVAL_SVC_SERVER__METRICS_HOST=0.0.0.0 \

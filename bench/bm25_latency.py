@@ -1,21 +1,32 @@
-"""BM25 query latency: rank_bm25 vs rank-bm25-rs vs retrieval_svc.lexical.BM25Index.
+"""BM25 query latency: retrieval_svc.lexical.BM25Index against rank_bm25, bm25s and rank-bm25-rs.
 
-Builds a deterministic synthetic corpus (Zipfian vocabulary, chunks of about
-150 tokens), indexes it with each implementation and times top-k queries of
-3-6 terms. Also times an incremental add into the built index and a save/load
-round trip. Prints tables; asserts nothing about time (run it, read it).
+Indexes one corpus with each implementation and times top-k queries, one at a
+time. Also times an incremental add into the built index and a save/load round
+trip. Prints tables; asserts nothing about time (run it, read it).
 
     .venv/bin/python bench/bm25_latency.py [--chunks 50000] [--queries 200] [--k 100]
+    .venv/bin/python bench/bm25_latency.py --beir /work/shared/data/scifact --copies 10
 
-Two query sets: "zipf" draws query terms with the corpus' own term
-frequencies, so frequent terms with long posting lists are common (the hard
-case for an inverted index; rank_bm25 costs the same for any term); "uniform"
-draws terms uniformly from the corpus vocabulary, so most are rare.
+Synthetic corpus (the default): deterministic, Zipfian vocabulary, chunks of
+about 150 tokens, two query sets of 3-6 terms: "zipf" draws query terms with
+the corpus' own term frequencies, so frequent terms with long posting lists are
+common (the hard case for an inverted index; rank_bm25 costs the same for any
+term); "uniform" draws terms uniformly from the corpus vocabulary, so most are
+rare. `--beir DIR`: a BEIR corpus (title and text of each document), repeated
+`--copies` times (SciFact x 10 = 51,830 documents), and every query of
+DIR/queries.jsonl as written.
+
+bm25s (`pip install bm25s numba`) runs its numba backend with method
+"robertson" and the same k1 and b: its idf has no epsilon floor, so its
+scores differ from rank_bm25's where a term is in over half the documents.
+rank_bm25 scores every document for every query (about 0.3 s a query at 50k),
+so it times only the first `--rank-bm25-queries` queries.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -66,6 +77,16 @@ def make_queries(count, vocabulary, cumulative, corpus_ids, rng, mode):
     return queries
 
 
+def read_beir(folder: Path, copies: int) -> tuple[list[str], list[str]]:
+    """The corpus' documents (title, a newline, text), `copies` times over, and its queries."""
+    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
+        docs = [json.loads(line) for line in fh if line.strip()]
+    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
+        queries = [json.loads(line)["text"] for line in fh if line.strip()]
+    texts = [f"{d.get('title', '')}\n{d.get('text', '')}" for d in docs]
+    return texts * copies, queries
+
+
 def timed(fn, *args):
     start = time.perf_counter()
     result = fn(*args)
@@ -104,22 +125,33 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--add", type=int, default=1_000, help="chunks for the incremental add")
     parser.add_argument("--skip-rank-bm25", action="store_true")
+    parser.add_argument("--rank-bm25-queries", type=int, default=100,
+                        help="queries rank_bm25 times (each scores every document)")
+    parser.add_argument("--beir", type=Path, help="a BEIR folder instead of the synthetic corpus")
+    parser.add_argument("--copies", type=int, default=10, help="with --beir: corpus repeats")
     parser.add_argument("--interleave", action="store_true",
                         help="alternate implementations query by query (for noisy machines)")
     args = parser.parse_args()
 
     rng = np.random.default_rng(SEED)
-    texts, vocabulary, cumulative, ids = make_corpus(
-        args.chunks + args.add, args.vocabulary, args.zipf, rng
-    )
+    if args.beir:
+        texts, beir_queries = read_beir(args.beir, args.copies)
+        args.chunks = len(texts)
+        texts += texts[: args.add]  # added again later, under new keys
+        source = f"{args.beir.name} x {args.copies}"
+    else:
+        texts, vocabulary, cumulative, ids = make_corpus(
+            args.chunks + args.add, args.vocabulary, args.zipf, rng
+        )
+        source = f"synthetic, zipf s={args.zipf}, seed {SEED}"
     base_texts, extra_texts = texts[: args.chunks], texts[args.chunks:]
     keys = list(range(args.chunks))
     tokenizer = make_tokenizer()
     tokenized, t_tok = timed(lambda: [tokenizer(t) for t in base_texts])
     tokens = sum(map(len, tokenized))
-    print(f"corpus: {args.chunks} chunks, {tokens} tokens ({tokens / args.chunks:.0f} per chunk), "
-          f"{len({t for d in tokenized for t in d})} distinct terms; zipf s={args.zipf}; "
-          f"seed {SEED}; tokenizing took {t_tok:.2f}s")
+    print(f"corpus: {source}: {args.chunks} chunks, {tokens} tokens "
+          f"({tokens / args.chunks:.0f} per chunk), "
+          f"{len({t for d in tokenized for t in d})} distinct terms; tokenizing took {t_tok:.2f}s")
 
     builds: dict[str, float] = {}
     searchers = {}
@@ -135,6 +167,20 @@ def main() -> None:
             return np.argsort(scores)[::-1][:k]
 
         searchers["rank_bm25"] = rank_bm25_search
+    try:
+        import bm25s
+
+        bm25s_model = bm25s.BM25(method="robertson", k1=1.5, b=0.75, backend="numba")
+        _, builds["bm25s"] = timed(lambda: bm25s_model.index(tokenized, show_progress=False))
+
+        def bm25s_search(query, model=bm25s_model):
+            # An empty query is an error to bm25s: give it a term no document has.
+            return model.retrieve([tokenizer(query) or ["\x00"]], k=k, show_progress=False,
+                                  n_threads=1)
+
+        searchers["bm25s"] = bm25s_search
+    except ImportError:
+        print("bm25s not installed; skipped")
     try:
         import rank_bm25_rs
 
@@ -154,8 +200,11 @@ def main() -> None:
     print("\nbuild (s): " + ", ".join(f"{name} {secs:.2f}" for name, secs in builds.items())
           + "  (rank_bm25 and -rs get pre-tokenized text; BM25Index's time includes tokenizing)")
 
-    for mode in ("zipf", "uniform"):
-        queries = make_queries(args.queries, vocabulary, cumulative, ids[: tokens], rng, mode)
+    for mode in (("beir",) if args.beir else ("zipf", "uniform")):
+        if args.beir:
+            queries = beir_queries
+        else:
+            queries = make_queries(args.queries, vocabulary, cumulative, ids[: tokens], rng, mode)
         # Sanity: the same top documents and scores as rank_bm25 / -rs.
         if fast is not None:
             for q in queries[:20]:
@@ -164,17 +213,26 @@ def main() -> None:
                 expected = np.sort(scores)[::-1][: len(hits)]
                 np.testing.assert_allclose([h.score for h in hits], expected, rtol=1e-9)
         index.search(queries[0], k)  # statistics are built lazily once per generation
-        latencies(searchers, queries[:5], args.interleave)  # warm-up
-        rows = [(name, summary(times))
-                for name, times in latencies(searchers, queries, args.interleave).items()]
+        latencies(searchers, queries[:5], args.interleave)  # warm-up (and numba compiles)
+        times = latencies({n: f for n, f in searchers.items() if n != "rank_bm25"}, queries,
+                          args.interleave)
+        if "rank_bm25" in searchers:
+            times = {"rank_bm25": latencies({"rank_bm25": searchers["rank_bm25"]},
+                                            queries[: args.rank_bm25_queries], False)["rank_bm25"],
+                     **times}
+        rows = [(name, summary(values)) for name, values in times.items()]
         base = dict(rows).get("rank_bm25")
-        print(f"\nquery latency, {mode} terms, {len(queries)} queries of 3-6 terms, top-{k}"
-              f"{', interleaved' if args.interleave else ''}:")
+        lengths = [len(tokenizer(q)) for q in queries]
+        print(f"\nquery latency, {mode} terms, {len(queries)} queries of {min(lengths)}-"
+              f"{max(lengths)} terms (mean {statistics.fmean(lengths):.1f}), top-{k}"
+              f"{', interleaved' if args.interleave else ''}; rank_bm25 on the first "
+              f"{len(times.get('rank_bm25', []))}:")
         print(f"{'implementation':<16}{'p50 ms':>10}{'mean ms':>10}{'p95 ms':>10}"
-              f"{'x p50':>10}{'x mean':>10}")
+              f"{'p95/p50':>10}{'x p50':>10}{'x mean':>10}")
         for name, (p50, mean, p95) in rows:
             ratio = (f"{base[0] / p50:>10.0f}{base[1] / mean:>10.0f}" if base else f"{'':>20}")
-            print(f"{name:<16}{p50 * 1e3:>10.3f}{mean * 1e3:>10.3f}{p95 * 1e3:>10.3f}{ratio}")
+            print(f"{name:<16}{p50 * 1e3:>10.3f}{mean * 1e3:>10.3f}{p95 * 1e3:>10.3f}"
+                  f"{p95 / p50:>10.1f}{ratio}")
 
     extra_keys = list(range(args.chunks, args.chunks + len(extra_texts)))
     _, t_add = timed(index.add, extra_keys, extra_texts)

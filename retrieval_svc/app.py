@@ -41,8 +41,10 @@ RESULT_SYNC_SECONDS = 30.0
 def index_factories(settings: Settings, dimension: int) -> IndexFactories:
     from retrieval_svc.dense import configure_threads, load_vector_index, make_vector_index
     from retrieval_svc.lexical import BM25Index, make_tokenizer
+    from retrieval_svc.lexical.bm25 import warm_up
 
     configure_threads(settings.dense.search_threads)
+    warm_up()
     d, b = settings.dense, settings.bm25
     tokenizer = make_tokenizer(b.tokenizer, stopwords=b.stopwords, stemmer=b.stemmer or None)
     def deferred(index):

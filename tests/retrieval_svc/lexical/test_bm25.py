@@ -448,3 +448,61 @@ def test_load_takes_configured_parameters_and_scores_like_a_fresh_index(tmp_path
     assert loaded.search("cat mat", 4) != saved.search("cat mat", 4)
     kept = BM25Index.load(tmp_path / "bm25", make_tokenizer())
     assert (kept.k1, kept.b, kept.epsilon) == (1.5, 0.75, 0.25)
+
+
+# --- the compiled top-k selection -------------------------------------------------
+
+
+def reference_top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Rows with a non-zero score at least the k-th best non-zero score, ascending."""
+    rows = np.flatnonzero(scores)
+    if rows.size > k:
+        bar = np.sort(scores[rows])[::-1][k - 1]
+        rows = rows[scores[rows] >= bar]
+    return rows
+
+
+@HYPOTHESIS
+@given(
+    size=st.integers(1, 3000),
+    k=st.integers(1, 40),
+    density=st.floats(0.0, 1.0),
+    levels=st.integers(1, 50),
+    seed=st.integers(0, 2**32 - 1),
+    negative=st.booleans(),
+)
+def test_top_rows_keeps_the_top_k_and_their_ties(size, k, density, levels, seed, negative):
+    # Few distinct levels make ties common; sizes over 64 k take the sampling path.
+    rng = np.random.default_rng(seed)
+    values = rng.integers(1, levels + 1, size=size).astype(np.float64)
+    if negative:
+        values -= levels / 2 + 0.25  # some negative, none zero
+    scores = np.where(rng.random(size) < density, values, 0.0)
+    got = bm25_module._kernels.top_rows(scores, k)
+    np.testing.assert_array_equal(got, reference_top_rows(scores, k))
+
+
+def test_top_k_of_a_large_index_matches_rank_bm25_with_small_k():
+    # 3,000 documents and k <= 10: the selection samples (n > 64 k) instead of
+    # reading every score; the top k must still be rank_bm25's, ties included.
+    rng = np.random.default_rng(11)
+    vocabulary = [f"w{i}" for i in range(200)]
+    weights = 1.0 / np.arange(1, 201) ** 1.05
+    weights /= weights.sum()
+    docs = [list(rng.choice(vocabulary, size=rng.integers(3, 30), p=weights)) for _ in range(1500)]
+    docs += docs  # every document twice: ties at every rank
+    keys = list(range(len(docs)))
+    index = build(keys, docs)
+    reference = BM25Okapi(docs)
+    for _ in range(40):
+        query = list(rng.choice(vocabulary, size=rng.integers(1, 6), p=weights))
+        scores = reference.get_scores(query)
+        for k in (1, 3, 10):
+            hits = index.search(" ".join(query), k)
+            expected = sorted(
+                ((key, s) for key, s in zip(keys, scores.tolist()) if s != 0),
+                key=lambda pair: (-pair[1], pair[0]),
+            )[:k]
+            assert [c.key for c in hits] == [key for key, _ in expected]
+            np.testing.assert_allclose([c.score for c in hits], [s for _, s in expected],
+                                       rtol=RTOL, atol=ATOL)
