@@ -16,10 +16,21 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
         service prometheus stop >/dev/null 2>&1 || true
+        if [ -n "$(trap -p EXIT)" ]; then
+            rm -f /usr/sbin/policy-rc.d
+            trap - EXIT
+        fi
     else
         echo "setup: install Debian's 'prometheus' package (promtool and prometheus) for the tests" >&2
     fi
 fi
+
+# Tools with environments of their own -- checkov (.venv-checkov) for the chart's tests, a Milvus
+# server (.venv-milvus) for the store conformance suite, buf (.tools/) for scripts/lint.sh -- install
+# beside .venv: pip spends much of its time waiting on downloads. Stopped if this script fails.
+bash scripts/tools.sh checkov milvus buf &
+TOOLS=$!
+trap 'kill "$TOOLS" 2>/dev/null || true' EXIT
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
@@ -30,6 +41,8 @@ FIND_LINKS=()
 .venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" "torch==2.13.0"
 .venv/bin/pip install -q --disable-pip-version-check "${FIND_LINKS[@]}" -e ".[server,dev]"
 
-# helm (.venv/bin/helm) and checkov (.venv-checkov) for the Helm chart's tests (tests/helm), a Milvus
-# server (.venv-milvus) for the store conformance suite, buf (.tools/) for scripts/lint.sh.
-bash scripts/tools.sh
+# helm (.venv/bin/helm) for the Helm chart's tests (tests/helm); checkov, the Milvus server and buf
+# (scripts/tools.sh) went in beside .venv, above.
+bash scripts/tools.sh helm
+wait "$TOOLS"
+trap - EXIT

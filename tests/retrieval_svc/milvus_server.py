@@ -45,7 +45,10 @@ class MilvusServer:
         assert binary is not None
         self.log = open(self.data / "server.log", "wb")
         self.process = subprocess.Popen(
-            [binary, "--data", str(self.data), "--proxy-port", str(self.port)],
+            [binary, "--data", str(self.data), "--proxy-port", str(self.port),
+             # A Strong read waits for the proxy's next time tick (200 ms by default);
+             # every ingest and search of the store makes several.
+             "--extra-config", "proxy.timeTickInterval=20"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
         from pymilvus import MilvusClient
