@@ -54,6 +54,15 @@ own (an abbreviation such as "e.g.", or plain candidates in a run of over
 `max_segment - m - 1` tokens without a sentence end), a fallback cut near the
 edit, an edit within about m tokens of the document's end (the end rule of
 step 4), `overlap > 2m + 1`, or duplicated chunks whose repetition index shifts.
+
+Weighted tokens (`segment_starts(prefix=...)`, encoder tokens per `\\S+` run):
+a token of weight w spans w positions and every distance above is a difference
+of positions; the hash context is the fewest tokens before the boundary that
+weigh at least `CONTEXT_TOKENS`. The argument carries over word for word: a
+context starts with the token that covers the position `CONTEXT_TOKENS` before
+the boundary, so an edit that reaches into it ends fewer than `CONTEXT_TOKENS`
+positions before the boundary, and the stretch of changed cuts is again
+`[e1, e1 + 2m + 1]` in positions, with cuts more than m positions apart.
 """
 
 from __future__ import annotations
@@ -100,22 +109,26 @@ class BoundaryPriorities:
     """Priority of each boundary of one text: `(class, hash)` packed into one int.
 
     The hash is 64 bits of blake2b over the `CONTEXT_TOKENS` tokens before the
-    boundary joined by single spaces, so it depends on content only. Values are
+    boundary joined by single spaces, so it depends on content only. With
+    `prefix` (weights, see `segment_starts`) the context is the fewest tokens
+    before the boundary that weigh at least `CONTEXT_TOKENS`. Values are
     computed once per boundary (the fallback split revisits boundaries) and
     once per distinct context (repetitive text repeats contexts).
     """
 
-    def __init__(self, tokens: Tokens) -> None:
+    def __init__(self, tokens: Tokens, prefix: list[int] | None = None) -> None:
         self.tokens = tokens
         self.classes = boundary_classes(tokens)
+        self._position: list[int] | range = range(len(tokens) + 1) if prefix is None else prefix
         self._by_boundary: dict[int, int] = {}
         self._by_context: dict[str, int] = {}
 
     def __call__(self, boundary: int) -> int:
         value = self._by_boundary.get(boundary)
         if value is None:
-            tokens = self.tokens
-            first = max(0, boundary - CONTEXT_TOKENS)
+            tokens, position = self.tokens, self._position
+            # The last token that starts CONTEXT_TOKENS or more before the boundary.
+            first = max(0, bisect.bisect_right(position, position[boundary] - CONTEXT_TOKENS) - 1)
             context = " ".join(tokens.text[tokens.starts[first]:tokens.ends[boundary - 1]].split())
             hashed = self._by_context.get(context)
             if hashed is None:
@@ -134,15 +147,15 @@ def segment_starts(tokens: Tokens, min_segment: int, max_segment: int,
     per-token weights such as encoder tokens, `prefix[i]` = weight of tokens `[0, i)`:
     at most `max_segment` weight; every single token must weigh at most that); segments
     are longer than `min_segment` tokens except where the whole text or a fallback split
-    is too short for that (see the module docstring). Cut decisions (steps 1 to 4)
-    count tokens, not weights, so the edit-locality argument is unchanged; only the
-    fallback of step 5 reads the weights.
+    is too short for that (see the module docstring). With `prefix` every distance of the
+    rule is a difference of weights -- a token of weight w is w positions long -- so the
+    edit-locality argument holds as it stands, in weight.
     """
     n = len(tokens)
     if n == 0:
         return []
-    priorities = BoundaryPriorities(tokens)
-    cuts = content_cuts(tokens, min_segment, max_segment, priorities)
+    priorities = BoundaryPriorities(tokens, prefix)
+    cuts = content_cuts(tokens, min_segment, max_segment, priorities, prefix)
     starts = [0]
     for start, end in zip([0, *cuts], [*cuts, n]):
         starts.extend(_split_long_gap(start, end, priorities, min_segment, max_segment, prefix))
@@ -156,23 +169,30 @@ def content_cuts(
     min_segment: int,
     max_segment: int,
     priorities: BoundaryPriorities | None = None,
+    prefix: list[int] | None = None,
 ) -> list[int]:
-    """The content-defined cuts (steps 1 to 4), before over-long gaps are split."""
+    """The content-defined cuts (steps 1 to 4), before over-long gaps are split. With
+    `prefix`, every distance of the rule is measured in weight (see `segment_starts`)."""
     if not 1 <= min_segment <= max_segment:
         raise ValueError(f"need 1 <= min_segment <= max_segment, got {min_segment}, {max_segment}")
     if priorities is None:
-        priorities = BoundaryPriorities(tokens)
+        priorities = BoundaryPriorities(tokens, prefix)
+    position: list[int] | range = range(len(tokens) + 1) if prefix is None else prefix
     peak_lookback = max(1, min_segment + 2 - CONTEXT_TOKENS)
     plain_after = max(peak_lookback + 1, max_segment - min_segment - 1)
-    candidates = _candidates(len(tokens), priorities, plain_after)
-    return _peak_cuts(candidates, len(tokens), min_segment, peak_lookback)
+    candidates = _candidates(len(tokens), priorities, plain_after, position)
+    return _peak_cuts(candidates, len(tokens), min_segment, peak_lookback, position)
 
 
-def _candidates(n: int, priorities: BoundaryPriorities, plain_after: int) -> Iterator[tuple[int, int]]:
+def _candidates(
+    n: int, priorities: BoundaryPriorities, plain_after: int, position: list[int] | range
+) -> Iterator[tuple[int, int]]:
     """(boundary, priority) for every candidate, in text order."""
     previous_sentence_end = 0  # the document start counts as one
     for boundary in [*sorted(priorities.classes), n]:
-        for plain in range(previous_sentence_end + plain_after + 1, boundary):
+        # Plain candidates: more than plain_after past the last sentence end.
+        first_plain = bisect.bisect_right(position, position[previous_sentence_end] + plain_after)
+        for plain in range(first_plain, boundary):
             yield plain, priorities(plain)
         if boundary < n:
             yield boundary, priorities(boundary)
@@ -180,23 +200,26 @@ def _candidates(n: int, priorities: BoundaryPriorities, plain_after: int) -> Ite
 
 
 def _peak_cuts(
-    candidates: Iterator[tuple[int, int]], n: int, min_segment: int, peak_lookback: int
+    candidates: Iterator[tuple[int, int]], n: int, min_segment: int, peak_lookback: int,
+    position: list[int] | range,
 ) -> list[int]:
     """Steps 3 and 4 of the module docstring, in one pass with a sliding-window maximum."""
-    window: deque[tuple[int, int]] = deque()  # (boundary, priority), priorities decreasing
+    window: deque[tuple[int, int]] = deque()  # (position, priority), priorities decreasing
     cuts: list[int] = []
-    last_peak = 0
+    last_peak = 0  # a position
+    end = position[n]
     for boundary, prio in candidates:
-        while window and window[0][0] < boundary - peak_lookback:
+        at = position[boundary]
+        while window and window[0][0] < at - peak_lookback:
             window.popleft()
         is_peak = not window or window[0][1] < prio
         while window and window[-1][1] <= prio:
             window.pop()
-        window.append((boundary, prio))
+        window.append((at, prio))
         if is_peak:
-            if boundary - last_peak > min_segment and n - boundary > min_segment:
+            if at - last_peak > min_segment and end - at > min_segment:
                 cuts.append(boundary)
-            last_peak = boundary
+            last_peak = at
     return cuts
 
 

@@ -17,13 +17,10 @@ spans together cover every character of the text.
 the overlap and the chunk's `token_count` are in the encoder's tokens, and
 `split(..., reserved_tokens=r)` keeps `r` of each window for what the encoder reads
 beside the chunk (the title header): every chunk then fits the encoder whole, nothing
-is cut off before embedding. Cut decisions still count `\\S+` runs; the windows' limits
-weigh each run by its encoder tokens, and a single run heavier than a window (a long URL,
-base64) is split into character pieces. The edit bound below is then not exact: a gap of
-runs that outweighs the window is split by the fallback (chunkers.boundaries, step 5),
-which depends on where the previous cut fell; on synthetic prose 1% of one-sentence edits
-changed 4 ids (tests/chunkers/test_encoder_windows.py). Measuring the cut rule's distances
-in encoder tokens too would restore it.
+is cut off before embedding. Each `\\S+` run weighs its encoder tokens, and the cut rule
+measures every distance in that weight (chunkers.boundaries), so the edit bound holds as
+with words (tests/chunkers/test_encoder_windows.py). A single run heavier than a window
+(a long URL, base64) is split into character pieces.
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from collections import Counter
 
 import bisect
 import itertools
+import unicodedata
 
 from chunkers.boundaries import segment_starts
 from chunkers.ids import chunk_id
@@ -137,7 +135,8 @@ class WindowChunker:
 def _weighed(tokens: Tokens, counter: TokenCounter, limit: int) -> tuple[Tokens, list[int]]:
     """The tokens with their encoder-token weights (at least 1 each); a token heavier than
     `limit` is split into character pieces of at most limit // 2 (slack for the
-    tokenizer reading the pieces joined again inside one chunk)."""
+    tokenizer reading the pieces joined again inside one chunk), each ending after a
+    punctuation mark where its second half has one (then the counts are exact)."""
     weights = [max(1, w) for w in counter.counts([tokens.token(i) for i in range(len(tokens))])]
     if all(w <= limit for w in weights):
         return tokens, weights
@@ -161,8 +160,20 @@ def _weighed(tokens: Tokens, counter: TokenCounter, limit: int) -> tuple[Tokens,
                     low = middle
                 else:
                     high = middle - 1
+            if start + low < end:  # end the piece at a punctuation mark in its second half if one is there
+                low = next((j + 1 - start for j in range(start + low - 1, start + low // 2 - 1, -1)
+                            if _is_punctuation(tokens.text[j])), low)
             starts.append(start)
             ends.append(start + low)
             out.append(max(1, counter.counts([tokens.text[start:start + low]])[0]))
             start += low
     return Tokens(tokens.text, starts, ends), out
+
+
+def _is_punctuation(char: str) -> bool:
+    """BERT's BasicTokenizer makes each such character a word of its own, so pieces that
+    meet at one are tokenized joined exactly as apart (their counts add up)."""
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")

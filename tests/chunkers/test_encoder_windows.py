@@ -1,7 +1,7 @@
 """Windows measured in the encoder's own tokens (chunkers.measure.EncoderTokenCounter with the
 packaged MiniLM tokenizer): no chunk, with its title header and the special tokens, is longer
 than the encoder reads; chunks still cover the text; one-sentence edits change at most three
-chunk ids nearly always (not always: see the test); token counts are the tokenizer's."""
+chunk ids, as with word windows; token counts are the tokenizer's."""
 
 from __future__ import annotations
 
@@ -74,24 +74,19 @@ def test_a_word_window_would_have_overflowed(counter):
     assert max(_encoder_length(counter, c.text) for c in tokens) <= MAX_SEQ_LENGTH
 
 
-def test_one_sentence_edits_change_at_most_three_ids_nearly_always(counter):
-    """The words-window bound (<= 3 ids per one-sentence edit, tests/chunkers/test_edit_stability.py)
-    does not hold exactly here: cut decisions count whitespace runs while the window's limit
-    weighs them in encoder tokens, so a gap of runs that outweighs the window is split by the
-    fallback of chunkers.boundaries step 5, which depends on where the previous cut fell. Measured
-    on 200 such edits: 1% changed 4 ids, none more. This pins that rate on fixed seeds."""
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(EDIT_KINDS), fraction=st.floats(0, 1, exclude_max=True))
+def test_one_sentence_edit_changes_at_most_three_ids(counter, seed, kind, fraction):
+    """The words-window bound (tests/chunkers/test_edit_stability.py) holds in encoder tokens:
+    the cut rule measures its distances in them too (chunkers.boundaries)."""
     chunker = _chunker(counter)
-    changed = []
-    for seed in range(100):
-        rng = random.Random(seed)
-        doc = document(rng, 3000)
-        kind = EDIT_KINDS[seed % len(EDIT_KINDS)]
-        slots = sentence_slots(doc, kind)
-        before = {c.chunk_id for c in chunker.split(DOC_KEY, render(doc))}
-        edited = edit(doc, kind, slots[int(rng.random() * len(slots))], sentence(rng))
-        changed.append(len({c.chunk_id for c in chunker.split(DOC_KEY, render(edited))} - before))
-    assert max(changed) <= 5
-    assert sum(1 for n in changed if n > 3) <= 3, sorted(changed)[-10:]
+    rng = random.Random(seed)
+    doc = document(rng, 3000)
+    slots = sentence_slots(doc, kind)
+    before = {c.chunk_id for c in chunker.split(DOC_KEY, render(doc))}
+    assert len(before) >= 70  # about 130 chunks
+    edited = edit(doc, kind, slots[int(fraction * len(slots))], sentence(rng))
+    assert len({c.chunk_id for c in chunker.split(DOC_KEY, render(edited))} - before) <= 3
 
 
 def test_the_title_header_takes_room_from_each_window(counter):
