@@ -1,6 +1,7 @@
 """Windows in words against windows in the encoder's tokens, through the product's CLI.
 
-    .venv/bin/python bench/chunk_units.py [--dataset scifact] [--dataset cranfield] [--json FILE]
+    .venv/bin/python bench/chunk_units.py [--dataset scifact] [--dataset cranfield]
+        [--config words-512] [--config encoder-256] [--json FILE]
 
 For each configuration, with otherwise default settings: start `retrieval-svc serve` on
 127.0.0.1, `retrieval-svc ingest` the BEIR corpus, `retrieval-svc eval --beir` its test
@@ -50,12 +51,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", action="append", help="scifact, cranfield (repeatable; default both)")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    p.add_argument("--config", action="append", choices=list(CONFIGS),
+                   help="one of the configurations (repeatable; default all)")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
     print(f"{today()}; {machine_line()}")
     results = []
     for dataset in args.dataset or ["scifact", "cranfield"]:
-        for name, sections in CONFIGS.items():
+        for name in args.config or list(CONFIGS):
+            sections = CONFIGS[name]
             folder = CACHE / f"units-{dataset}-{name}"
             row = {"dataset": dataset, "config": name,
                    **cli_ingest_and_eval(sections, args.data_root / dataset, folder)}

@@ -48,12 +48,17 @@ PY
     fi
 }
 
+# own_venv DIR REQUIREMENT: REQUIREMENT installed into a virtual environment of its own at DIR.
+own_venv() {
+    [ -x "$1/bin/python" ] || "$PYTHON" -m venv "$1"
+    # Keeps git from seeing the environment, as Python 3.13's venv does by itself.
+    echo '*' >"$1/.gitignore"
+    "$1/bin/pip" install -q --disable-pip-version-check "$2"
+}
+
 checkov_tool() {
     if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null || true)" != "$CHECKOV_VERSION" ]; then
-        [ -x .venv-checkov/bin/python ] || "$PYTHON" -m venv .venv-checkov
-        # Keeps git from seeing the environment, as Python 3.13's venv does by itself.
-        echo '*' >.venv-checkov/.gitignore
-        .venv-checkov/bin/pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+        own_venv .venv-checkov "checkov==$CHECKOV_VERSION"
         echo "tools: checkov $(.venv-checkov/bin/checkov --version) in .venv-checkov"
     fi
 }
@@ -66,9 +71,7 @@ milvus_tool() {
     # (sed, not grep -q: with pipefail, grep -q's early exit fails pip show with SIGPIPE.)
     installed=$(.venv-milvus/bin/pip show milvus 2>/dev/null | sed -n 's/^Version: //p' || true)
     if [ ! -x .venv-milvus/bin/milvus-server ] || [ "$installed" != "$MILVUS_SERVER_VERSION" ]; then
-        [ -x .venv-milvus/bin/python ] || "$PYTHON" -m venv .venv-milvus
-        echo '*' >.venv-milvus/.gitignore
-        .venv-milvus/bin/pip install -q --disable-pip-version-check "milvus==$MILVUS_SERVER_VERSION"
+        own_venv .venv-milvus "milvus==$MILVUS_SERVER_VERSION"
         echo "tools: milvus-server $MILVUS_SERVER_VERSION in .venv-milvus"
     fi
 }

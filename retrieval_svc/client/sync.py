@@ -125,7 +125,9 @@ class RetrievalClient(ClientCore):
         return self._run(self._plans.list_namespaces(prefix, timeout))
 
     def delete_namespace(self, namespace: str, *, timeout: float | None = None) -> DeleteSummary:
-        """Delete a namespace with every document in it (NotFound if there is none)."""
+        """Delete a namespace with every document in it (NotFound if there is none). The
+        channel retries it on UNAVAILABLE, so NotFound can also mean that an earlier attempt,
+        whose reply was lost, deleted it: either way the namespace is gone."""
         return self._run(self._plans.delete_namespace(namespace, timeout))
 
     def info(self, *, timeout: float | None = None) -> ServerInfo:
