@@ -142,6 +142,8 @@ class Store:
         self._last_snapshot = time.monotonic()
         self._closed = False
         self.generation = self.ledger.generation()
+        # (generation, namespace -> its earliest expiry): see next_expiry.
+        self._next_expiry: tuple[int, dict[str, float | None]] = (-1, {})
         self._open_indexes()
 
     def _unlock(self) -> None:
@@ -284,6 +286,18 @@ class Store:
                     row[f"{name}_extra"] = int(np.setdiff1d(keys, ledger_keys).size)
                 out[namespace] = row
         return out
+
+    def next_expiry(self, namespace: str) -> float | None:
+        """The namespace's earliest expiry (None: nothing in it expires), read from the
+        ledger once per generation. Every commit starts a generation, and within one,
+        expiries only pass: the value stays true until the next commit."""
+        generation, cache = self._next_expiry
+        if generation != self.generation:
+            cache = {}
+            self._next_expiry = (self.generation, cache)
+        if namespace not in cache:
+            cache[namespace] = self.ledger.next_expiry(namespace)
+        return cache[namespace]
 
     # --- writes ---------------------------------------------------------------
 
@@ -482,7 +496,7 @@ class EmbeddedReader:
     def _allowed_keys(self, namespace: str, where: SearchFilter) -> np.ndarray | None:
         if where.visible_at is not None:
             # Most namespaces hold nothing that expires: their searches need no filter.
-            next_expiry = self._store.ledger.next_expiry(namespace)
+            next_expiry = self._store.next_expiry(namespace)
             if next_expiry is None or next_expiry > where.visible_at:
                 where = where.without_expiry()
         if not where:
