@@ -11,6 +11,7 @@ split (stages dense, bm25, fused), stop the server. Configurations:
   chunks longer than MiniLM's 256 wordpieces lose their tails before embedding.
 - `encoder-256`: `chunker.unit: encoder`, 256-token windows (the whole encoder input, title
   header and special tokens included), 32 overlap (the default now).
+- `encoder-256-onnx`: the same with `encoder.backend: onnx` (fp32); not run by default.
 
 Also counts, over the chunks the first configuration made, how many exceed the encoder's input.
 Stores live under bench/.cache/units-<dataset>-<config>, made fresh each run.
@@ -29,6 +30,10 @@ from _common import CACHE, DEFAULT_DATA_ROOT, cli_ingest_and_eval, machine_line,
 CONFIGS = {
     "words-512": {"chunker": {"unit": "words", "window_tokens": 512, "overlap_tokens": 32}},
     "encoder-256": {"chunker": {"unit": "encoder", "window_tokens": 256, "overlap_tokens": 32}},
+    # The same chunks, embedded by ONNX Runtime (fp32, exported at the server's first start):
+    # whole-corpus quality of the backend through the CLI (bench/encoder_backends.py times it).
+    "encoder-256-onnx": {"chunker": {"unit": "encoder", "window_tokens": 256, "overlap_tokens": 32},
+                         "encoder": {"backend": "onnx"}},
 }
 
 
@@ -52,13 +57,13 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", action="append", help="scifact, cranfield (repeatable; default both)")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--config", action="append", choices=list(CONFIGS),
-                   help="one of the configurations (repeatable; default all)")
+                   help="one of the configurations (repeatable; default words-512 and encoder-256)")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
     print(f"{today()}; {machine_line()}")
     results = []
     for dataset in args.dataset or ["scifact", "cranfield"]:
-        for name in args.config or list(CONFIGS):
+        for name in args.config or ["words-512", "encoder-256"]:
             sections = CONFIGS[name]
             folder = CACHE / f"units-{dataset}-{name}"
             row = {"dataset": dataset, "config": name,
