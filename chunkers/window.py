@@ -136,7 +136,9 @@ def _weighed(tokens: Tokens, counter: TokenCounter, limit: int) -> tuple[Tokens,
     """The tokens with their encoder-token weights (at least 1 each); a token heavier than
     `limit` is split into character pieces of at most limit // 2 (slack for the
     tokenizer reading the pieces joined again inside one chunk), each ending after a
-    punctuation mark where its second half has one (then the counts are exact)."""
+    punctuation mark where its second half has one: then the counts add up exactly. Pieces
+    of a run with no punctuation can read a token or so longer joined, so a chunk holding
+    several of them can be that much over its window (its tail cut by the encoder)."""
     weights = [max(1, w) for w in counter.counts([tokens.token(i) for i in range(len(tokens))])]
     if all(w <= limit for w in weights):
         return tokens, weights
