@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import indexed_text, read_corpus
 
 from retrieval_svc.lexical import BM25Index, make_tokenizer
 
@@ -78,12 +79,11 @@ def make_queries(count, vocabulary, cumulative, corpus_ids, rng, mode):
 
 
 def read_beir(folder: Path, copies: int) -> tuple[list[str], list[str]]:
-    """The corpus' documents (title, a newline, text), `copies` times over, and its queries."""
-    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
-        docs = [json.loads(line) for line in fh if line.strip()]
+    """The corpus' documents (title, a newline, text), `copies` times over, and every query
+    of queries.jsonl (judged or not)."""
+    texts = [indexed_text(doc, "prepend") for doc in read_corpus(folder)]
     with open(folder / "queries.jsonl", encoding="utf-8") as fh:
         queries = [json.loads(line)["text"] for line in fh if line.strip()]
-    texts = [f"{d.get('title', '')}\n{d.get('text', '')}" for d in docs]
     return texts * copies, queries
 
 

@@ -122,7 +122,6 @@ def document_from_pb(d: pb.Document) -> Document:
     )
 
 
-
 def options_from_pb(r: pb.SearchRequest) -> SearchOptions:
     if r.k < 0:
         raise InvalidArgument(f"k must be >= 0 (0 = default_k), got {r.k}")
